@@ -1,0 +1,132 @@
+"""The ``artlab`` command: the tour, JupyterLab, the sample corpus and pretrained files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from artlab import __version__
+
+__all__ = ["main", "notebooks_dir"]
+
+
+def notebooks_dir() -> Path | None:
+    """The repository's ``notebooks/`` folder next to the package (source checkouts), if any."""
+    candidate = Path(__file__).resolve().parent.parent / "notebooks"
+    return candidate if candidate.is_dir() else None
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from artlab.demo import run_demo
+
+    page = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device)
+    print(page)
+    return 0
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    folder = Path(args.dir).expanduser() if args.dir else notebooks_dir()
+    if folder is None or not folder.is_dir():
+        print(
+            "artlab lab: no notebooks folder found next to the package; pass --dir PATH "
+            "(the notebooks/ folder of an artlab checkout).",
+            file=sys.stderr,
+        )
+        return 2
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folder}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # Jupyter refuses to start as root without it
+    cmd += args.jupyter_args
+    print("starting:", " ".join(cmd))
+    return subprocess.call(cmd)
+
+
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    from artlab.data import sample_corpus
+
+    corpus = sample_corpus(rebuild=args.rebuild)
+    print(corpus.summary())
+    print(corpus.root)
+    return 0
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from artlab import weights
+
+    if args.action == "where":
+        print(weights.cache_dir())
+        return 0
+    if args.action == "list":
+        rows = [
+            (
+                f.key,
+                f"{f.size_mb:.0f} MB" if f.size_mb else "?",
+                f.filename,
+                "cached" if weights.cached_path(f) else "missing",
+            )
+            for f in weights.known_files()
+        ]
+        header = ("name", "size", "file", "status")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        for row in [header, *rows]:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print(f"\ncache directory: {weights.cache_dir()}")
+        print("offline? download a file elsewhere, then: artlab weights import FILE")
+        return 0
+    try:
+        if args.action == "import":
+            print(f"imported -> {weights.import_file(args.file, overwrite=args.force)}")
+        elif args.action == "download":
+            print(weights.download(weights.find_known(args.name)))
+    except weights.WeightsError as exc:
+        print(f"artlab weights {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs and tests)."""
+    parser = argparse.ArgumentParser(prog="artlab", description="Explore how convolutional networks see art.")
+    parser.add_argument("--version", action="version", version=f"artlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the tour on the built-in corpus and write index.html")
+    demo.add_argument("--out", default="artlab-demo", help="output folder (default: ./artlab-demo)")
+    demo.add_argument("--quick", action="store_true", help="small sizes, for a fast look or CI")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    demo.set_defaults(func=_cmd_demo)
+
+    lab = sub.add_parser("lab", help="start JupyterLab on the notebooks")
+    lab.add_argument("--dir", help="notebooks folder (default: the checkout's notebooks/)")
+    lab.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
+    lab.set_defaults(func=_cmd_lab)
+
+    corpus = sub.add_parser("corpus", help="build (if needed) and describe the built-in sample corpus")
+    corpus.add_argument("--rebuild", action="store_true")
+    corpus.set_defaults(func=_cmd_corpus)
+
+    w = sub.add_parser("weights", help="pretrained files: list, import, download, where")
+    wsub = w.add_subparsers(dest="action", required=True)
+    wsub.add_parser("list", help="every known pretrained file and whether it is cached")
+    wsub.add_parser("where", help="print the cache directory")
+    imp = wsub.add_parser("import", help="check a downloaded file and copy it into the cache")
+    imp.add_argument("file")
+    imp.add_argument("--force", action="store_true", help="replace a cached file with different contents")
+    dl = wsub.add_parser("download", help="download a known file into the cache (needs internet)")
+    dl.add_argument("name", help="a name from `artlab weights list`, e.g. vgg19/IMAGENET1K_V1")
+    w.set_defaults(func=_cmd_weights)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``artlab`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

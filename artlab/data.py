@@ -1,0 +1,422 @@
+"""Image collections (folders of paintings and photos) and the offline sample corpus.
+
+A :class:`Collection` is an ordered list of image files with a label and free-form
+metadata per image. It reads the layouts people already have:
+
+* class subfolders (``root/<artist or style>/<image>``, as in WikiArt dumps);
+* a metadata CSV (``metadata.csv`` in the folder, or any CSV given explicitly) with
+  a path column (``path``, ``file``, ``filename``, ``image`` …) and columns such as
+  ``artist``, ``style``, ``genre``, ``year`` (Kaggle's WikiArt and "best artworks"
+  layouts).
+
+Unreadable files are skipped and listed in ``collection.skipped``, never fatal.
+
+:func:`sample_corpus` builds a small labelled corpus offline: scikit-image's bundled
+colour photographs plus each of them painted by the filters in :mod:`artlab.paint`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from artlab.images import ImageLoadError, load_image, load_images, save_image
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Item",
+    "Collection",
+    "CollectionError",
+    "sample_corpus",
+    "SAMPLE_PHOTOS",
+    "cache_root",
+]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+PATH_COLUMNS = ("path", "file", "filename", "file_name", "image", "image_path", "img")
+LABEL_COLUMNS = ("label", "artist", "style", "genre", "class")
+
+
+class CollectionError(ValueError):
+    """A folder or metadata file cannot be read as a collection."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of a collection: its file, its label and its metadata row."""
+
+    path: Path
+    label: str | None = None
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Collection:
+    """An ordered set of image files with labels and metadata.
+
+    ``skipped`` lists (path, reason) for files that could not be used;
+    ``notes`` lists metadata problems (rows without files, files without rows).
+    """
+
+    items: list[Item]
+    root: Path | None = None
+    name: str = ""
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    # ----------------------------------------------------------------- access
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Item:
+        return self.items[index]
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [item.path for item in self.items]
+
+    @property
+    def labels(self) -> list[str | None]:
+        return [item.label for item in self.items]
+
+    @property
+    def classes(self) -> list[str]:
+        """Distinct labels, sorted."""
+        return sorted({item.label for item in self.items if item.label is not None})
+
+    def column(self, name: str) -> list[str | None]:
+        """One metadata column (``None`` where an item lacks it)."""
+        return [item.meta.get(name) for item in self.items]
+
+    def subset(self, indices: Sequence[int] | None = None, **where: str | Sequence[str]) -> Collection:
+        """The items at ``indices`` and/or whose metadata (or ``label``) match ``where``.
+
+        ``corpus.subset(domain="photo")``, ``corpus.subset(style=["brush", "slic"])``.
+        """
+        chosen = list(indices) if indices is not None else range(len(self.items))
+        picked = []
+        for i in chosen:
+            item = self.items[i]
+            values = {"label": item.label, **item.meta}
+            if all(
+                values.get(k) in ([v] if isinstance(v, str) else list(v)) for k, v in where.items()
+            ):
+                picked.append(item)
+        return Collection(picked, self.root, self.name, [], [])
+
+    def load(self, index: int, size: int | tuple[int, int] | None = None) -> Tensor:
+        """Image ``index`` as a 1×3×H×W tensor (see :func:`artlab.images.load_image`)."""
+        return load_image(self.items[index].path, size=size)
+
+    def load_all(self, size: int | tuple[int, int]) -> Tensor:
+        """Every image as one N×3×H×W batch (square ``size`` crops; see load_images)."""
+        return load_images(self.paths, size)
+
+    def batches(
+        self, size: int | tuple[int, int], batch_size: int = 16
+    ) -> Iterator[tuple[list[int], Tensor]]:
+        """Yield (indices, N×3×H×W batch); files that fail to decode are skipped and recorded."""
+        pending: list[int] = []
+        tensors: list[Tensor] = []
+        for i, item in enumerate(self.items):
+            try:
+                tensors.append(load_images([item.path], size))
+            except ImageLoadError as exc:
+                self.skipped.append((item.path, exc.reason))
+                continue
+            pending.append(i)
+            if len(pending) == batch_size:
+                yield pending, _cat(tensors)
+                pending, tensors = [], []
+        if pending:
+            yield pending, _cat(tensors)
+
+    def to_frame(self):
+        """A pandas DataFrame: path, label and every metadata column."""
+        import pandas as pd
+
+        return pd.DataFrame([{"path": str(i.path), "label": i.label, **i.meta} for i in self.items])
+
+    def summary(self) -> str:
+        """A human-readable report: counts per label, skipped files and metadata notes."""
+        lines = [f"{self.name or 'collection'}: {len(self)} images"]
+        counts = Counter(item.label for item in self.items)
+        if any(label is not None for label in counts):
+            lines.append("  " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))))
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} unreadable file(s):")
+            lines += [f"    {p}: {why}" for p, why in self.skipped[:20]]
+            if len(self.skipped) > 20:
+                lines.append(f"    … and {len(self.skipped) - 20} more")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name or self.root!s}, {len(self)} images, {len(self.classes)} classes)"
+
+    # ----------------------------------------------------------------- reading folders
+    @classmethod
+    def from_folder(
+        cls,
+        path: str | os.PathLike,
+        metadata: str | os.PathLike | None = None,
+        *,
+        label_column: str | None = None,
+        recursive: bool = True,
+    ) -> Collection:
+        """Read a folder of images.
+
+        Labels come from ``label_column`` of the metadata CSV when there is one (by
+        default the first of label/artist/style/genre/class it has), else from the
+        first-level subfolder. ``metadata`` defaults to ``<folder>/metadata.csv`` if
+        present. Every file is opened (header only) to check it is a readable image.
+        """
+        root = Path(path).expanduser()
+        if not root.exists():
+            raise CollectionError(f"collection folder {root} does not exist")
+        if not root.is_dir():
+            raise CollectionError(f"{root} is a file, not a folder of images")
+        files = _image_files(root, recursive)
+        meta_path = Path(metadata) if metadata is not None else root / "metadata.csv"
+        rows: dict[Path, dict[str, str]] = {}
+        notes: list[str] = []
+        if metadata is not None or meta_path.is_file():
+            rows, notes = _read_metadata(meta_path, root, set(files))
+        items: list[Item] = []
+        skipped: list[tuple[Path, str]] = []
+        for file in files:
+            reason = _header_problem(file)
+            if reason:
+                skipped.append((file, reason))
+                continue
+            row = rows.get(file, {})
+            items.append(Item(file, _label(file, root, row, label_column, bool(rows)), row))
+        if not items:
+            detail = f"; {len(skipped)} unreadable" if skipped else ""
+            raise CollectionError(
+                f"no readable images in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}{detail})"
+            )
+        return cls(items, root, root.name, skipped, notes)
+
+
+def _cat(tensors: list[Tensor]) -> Tensor:
+    import torch
+
+    return torch.cat(tensors, 0)
+
+
+def _image_files(root: Path, recursive: bool) -> list[Path]:
+    pattern = root.rglob("*") if recursive else root.glob("*")
+    return sorted(
+        p
+        for p in pattern
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and not p.is_dir()
+    )
+
+
+def _header_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable image (a cheap header check), or None."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - the header parse is the check
+    except UnidentifiedImageError:
+        return "not a recognised image format"
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return f"unreadable: {exc}"
+    return None
+
+
+def _label(
+    file: Path, root: Path, row: Mapping[str, str], label_column: str | None, from_metadata: bool
+) -> str | None:
+    """The label: from the metadata row when there is a CSV (None if the row lacks one), else the subfolder."""
+    if label_column is not None:
+        return row.get(label_column) or None
+    for column in LABEL_COLUMNS:
+        if row.get(column):
+            return row[column]
+    if from_metadata:
+        return None
+    rel = file.relative_to(root)
+    return rel.parts[0] if len(rel.parts) > 1 else None
+
+
+def _read_metadata(
+    csv_path: Path, root: Path, files: set[Path]
+) -> tuple[dict[Path, dict[str, str]], list[str]]:
+    """Rows keyed by resolved file path, plus notes on rows and files that do not match."""
+    if not csv_path.is_file():
+        raise CollectionError(f"metadata file {csv_path} does not exist")
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        path_col = next((c for c in columns if c.strip().lower() in PATH_COLUMNS), None)
+        if path_col is None:
+            raise CollectionError(
+                f"{csv_path} has no path column; expected one of {', '.join(PATH_COLUMNS)}, "
+                f"found {', '.join(columns) or 'no header'}"
+            )
+        rows: dict[Path, dict[str, str]] = {}
+        missing: list[str] = []
+        for row in reader:
+            rel = (row.get(path_col) or "").strip()
+            if not rel:
+                continue
+            target = _resolve(rel, root, csv_path.parent, files)
+            if target is None:
+                missing.append(rel)
+                continue
+            rows[target] = {k.strip(): (v or "").strip() for k, v in row.items() if k and k != path_col}
+    notes = []
+    if missing:
+        notes.append(
+            f"{len(missing)} row(s) of {csv_path.name} name files that are not in {root}: "
+            + ", ".join(missing[:5])
+            + (" …" if len(missing) > 5 else "")
+        )
+    unlisted = sorted(f for f in files if f not in rows and f != csv_path)
+    if unlisted:
+        notes.append(
+            f"{len(unlisted)} image(s) have no row in {csv_path.name}: "
+            + ", ".join(str(p.relative_to(root)) for p in unlisted[:5])
+            + (" …" if len(unlisted) > 5 else "")
+        )
+    return rows, notes
+
+
+def _resolve(rel: str, root: Path, csv_dir: Path, files: set[Path]) -> Path | None:
+    """A CSV path entry -> the file it names, relative to the folder or the CSV, or by bare name."""
+    for base in (root, csv_dir):
+        candidate = (base / rel).resolve()
+        for f in (candidate, base / rel):
+            if f in files:
+                return f
+    by_name = [f for f in files if f.name == Path(rel).name]
+    return by_name[0] if len(by_name) == 1 else None
+
+
+# --------------------------------------------------------------------------- sample corpus
+
+#: scikit-image's bundled colour photographs (no download needed).
+SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle", "hubble_deep_field")
+CORPUS_VERSION = 1
+
+
+def cache_root() -> Path:
+    """artlab's cache folder: ``$ARTLAB_CACHE`` or ``~/.cache/artlab``."""
+    return Path(os.environ.get("ARTLAB_CACHE") or Path.home() / ".cache" / "artlab").expanduser()
+
+
+def _sample_photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    if name == "motorcycle":
+        return skimage.data.stereo_motorcycle()[0]
+    return getattr(skimage.data, name)()
+
+
+def _square(image: np.ndarray, size: int) -> Tensor:
+    """Centre-crop to a square and resize to size×size (the corpus shares one size)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return load_image(np.ascontiguousarray(image[top : top + side, left : left + side]), size=(size, size))
+
+
+def sample_corpus(
+    *,
+    size: int = 256,
+    styles: Sequence[str] | None = None,
+    photos: Sequence[str] = SAMPLE_PHOTOS,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    rebuild: bool = False,
+    progress: bool = True,
+) -> Collection:
+    """The built-in labelled corpus: photographs and the same photographs painted.
+
+    Built on first use from scikit-image's bundled photos (offline, deterministic for
+    ``seed``) and cached under ``<cache>/corpus-v1-<hash>/``; later calls just read it.
+    Layout: ``photo/<subject>.png`` and ``<style>/<subject>.png`` with a
+    ``metadata.csv`` (path, subject, domain, style), so each item's label is its style
+    ("photo" for the originals) and ``meta["domain"]`` is "photo" or "painting".
+    """
+    from artlab import paint
+
+    styles = list(styles) if styles is not None else list(paint.STYLES)
+    unknown = [s for s in styles if s not in paint.STYLES]
+    if unknown:
+        raise ValueError(f"unknown styles {unknown}; valid: {', '.join(paint.STYLES)}")
+    if size < 32:
+        raise ValueError(f"size must be at least 32 pixels, got {size}")
+    key = json.dumps({"v": CORPUS_VERSION, "size": size, "styles": styles, "photos": list(photos), "seed": seed})
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    base = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+    target = base / f"corpus-v{CORPUS_VERSION}-{digest}"
+    if rebuild and target.exists():
+        shutil.rmtree(target)
+    if not (target / "metadata.csv").is_file():
+        _build_corpus(target, size, styles, photos, seed, progress)
+    corpus = Collection.from_folder(target)
+    corpus.name = "artlab sample corpus"
+    return corpus
+
+
+def _build_corpus(
+    target: Path, size: int, styles: list[str], photos: Sequence[str], seed: int, progress: bool
+) -> None:
+    """Paint every photo in every style into a temp folder, then move it into place atomically."""
+    from tqdm.auto import tqdm
+
+    from artlab import paint
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".corpus-", dir=target.parent))
+    try:
+        rows = []
+        jobs = [(p, s) for p in photos for s in ["photo", *styles]]
+        bar = tqdm(jobs, desc="building sample corpus", disable=not progress, unit="img")
+        originals: dict[str, Tensor] = {}
+        for subject, style in bar:
+            if subject not in originals:
+                originals[subject] = _square(_sample_photo(subject), size)
+            image = originals[subject]
+            if style != "photo":
+                # One seed per (subject, style) so adding a style never changes the others.
+                sub_seed = int(hashlib.sha256(f"{seed}/{subject}/{style}".encode()).hexdigest()[:8], 16)
+                image = paint.paint(image, style, seed=sub_seed)
+            rel = f"{style}/{subject}.png"
+            save_image(image, tmp / rel)
+            rows.append({"path": rel, "subject": subject, "domain": "photo" if style == "photo" else "painting",
+                         "style": style})
+        with open(tmp / "metadata.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["path", "subject", "domain", "style"])
+            writer.writeheader()
+            writer.writerows(rows)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "metadata.csv").is_file():  # lost a race to another builder: theirs is fine
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,807 @@
+"""Images in one convention: float32 tensors N×3×H×W with values in [0, 1].
+
+Every artlab function that takes or returns images uses this convention; other
+libraries' conventions (PIL, uint8 arrays, HWC layouts, LPIPS's [-1, 1]) are
+converted at the boundary, in the wrappers, never inside the algorithms.
+
+This module is that boundary:
+
+* reading: :func:`load_image` (files, PIL images, numpy arrays, tensors) and
+  :func:`load_images` (several, into one batch); anything that cannot become an
+  image raises :class:`ImageLoadError` naming the file and the reason;
+* writing and showing: :func:`save_image`, :func:`to_pil`, :func:`to_png_bytes`,
+  :func:`to_data_url`, :func:`image_grid`, :func:`thumbnail`;
+* checking: :func:`ensure_image_batch`, plus the numpy helpers
+  :func:`to_numpy_hwc` / :func:`from_numpy_hwc`.
+
+Resizing is always antialiased and done in float32 (``torch.nn.functional.interpolate``
+with ``mode="bilinear", antialias=True``), so 16-bit sources keep their precision
+through a resize.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import operator
+import os
+import secrets
+import stat
+import struct
+import threading
+import warnings
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import ExifTags, Image, ImageOps
+from torch import Tensor
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageLoadError",
+    "ImageSource",
+    "ensure_image_batch",
+    "to_numpy_hwc",
+    "from_numpy_hwc",
+    "load_image",
+    "load_images",
+    "from_pil",
+    "to_pil",
+    "save_image",
+    "image_grid",
+    "thumbnail",
+    "to_png_bytes",
+    "to_data_url",
+]
+
+#: Largest width × height :func:`load_image` decodes unless told otherwise.
+#:
+#: 178,956,970 pixels (about 13,400 × 13,400) is the point where PIL itself refuses
+#: a file as a "decompression bomb" by default (twice ``PIL.Image.MAX_IMAGE_PIXELS``).
+#: A tiny, malicious or damaged file can claim enormous dimensions in its header;
+#: decoding it would need width × height × 12 bytes as float32 RGB (about 2 GiB at
+#: this limit), so larger images are refused after reading the header and before
+#: decoding. Pass ``max_pixels=`` a larger number (or ``None``) for files you trust.
+DEFAULT_MAX_PIXELS: int = 178_956_970
+
+ImageSource = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, Tensor]
+"""What :func:`load_image` accepts: a path, a PIL image, a numpy array or a tensor."""
+
+SizeSpec = Union[int, Sequence[int], None]
+
+_WHITE = (1.0, 1.0, 1.0)
+_TOLERANCE = 1e-3  # how far outside [0, 1] float input may stray (rounding) before it is an error
+
+# PIL checks pixel counts inside Image.open against the process-wide Image.MAX_IMAGE_PIXELS.
+# artlab does that check itself against the caller's max_pixels, so PIL's is switched off
+# for the duration of one Image.open call (header parsing only) and restored right after.
+# The lock stops two artlab loads in different threads from restoring each other's value.
+_PIL_OPEN_LOCK = threading.Lock()
+
+# Errors PIL raises for damaged image data while decoding.
+_DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, IndexError, struct.error, zlib.error)
+
+
+class ImageLoadError(ValueError):
+    """An image could not be loaded; says which file, why, and what to do about it.
+
+    Attributes:
+        path: the file that failed, as a string, or ``None`` for in-memory input
+            (a PIL image without a file name, a numpy array, a tensor).
+        reason: a short description of the problem, e.g. ``"no such file"``.
+        hint: what the user can do about it (may be empty).
+
+    The message reads ``cannot load image 'path/to/x.png': <reason>. <Hint>`` (or
+    ``cannot load image from a numpy array: ...`` for in-memory input).
+    A subclass of ``ValueError`` so that ``except ValueError`` keeps working.
+    """
+
+    def __init__(self, path: str | None, reason: str, hint: str = "", *, source: str | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.hint = hint
+        self.source = source
+        where = f"'{path}'" if path is not None else f"from {source or 'memory'}"
+        message = f"cannot load image {where}: {reason}"
+        if hint:
+            message += f". {hint[0].upper()}{hint[1:]}"
+        super().__init__(message)
+
+    def __reduce__(self):  # keep it picklable (DataLoader worker processes send errors back)
+        return (_rebuild_image_load_error, (self.path, self.reason, self.hint, self.source))
+
+
+def _rebuild_image_load_error(path: str | None, reason: str, hint: str, source: str | None) -> ImageLoadError:
+    return ImageLoadError(path, reason, hint, source=source)
+
+
+# ----------------------------------------------------------------------------------------
+# The convention itself
+# ----------------------------------------------------------------------------------------
+
+
+def ensure_image_batch(images: Tensor, name: str = "images") -> Tensor:
+    """Check that ``images`` follows artlab's convention and return it as float32.
+
+    Accepts N×3×H×W (or a single 3×H×W image, which gets a batch axis) with values
+    in [0, 1]. Anything else raises ``ValueError`` saying what was received and what
+    is expected, so a wrong layout fails loudly at the boundary, not deep in a model.
+    (Values up to 1e-3 outside [0, 1], e.g. from rounding, are tolerated; NaN is not.)
+    """
+    if not isinstance(images, Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape N×3×H×W in [0, 1], got {type(images).__name__}; "
+            "use artlab.images.load_image() to read files, PIL images or arrays."
+        )
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(
+            f"{name} must have shape N×3×H×W (RGB, channels first), got {tuple(images.shape)}; "
+            "use artlab.images.load_image() to convert PIL images or H×W×C arrays."
+        )
+    if not images.is_floating_point():
+        raise ValueError(
+            f"{name} must be floating point in [0, 1], got dtype {images.dtype}; "
+            "divide uint8 data by 255 or use artlab.images.load_image()."
+        )
+    if images.numel():
+        values = images.detach()  # a check, not part of any graph
+        lo, hi = float(values.min()), float(values.max())
+        if math.isnan(lo) or math.isnan(hi):
+            raise ValueError(
+                f"{name} contains NaN values; check the computation that produced them "
+                "(e.g. a division by zero or an exploding optimisation)."
+            )
+        if lo < -_TOLERANCE or hi > 1 + _TOLERANCE:
+            raise ValueError(
+                f"{name} values must lie in [0, 1], got range [{lo:.3g}, {hi:.3g}]; "
+                "undo any normalisation (ImageNet mean/std, [-1, 1]) before passing images to artlab."
+            )
+    return images.to(torch.float32) if images.dtype != torch.float32 else images
+
+
+def to_numpy_hwc(images: Tensor) -> np.ndarray:
+    """N×3×H×W tensor in [0, 1] -> float32 numpy array N×H×W×3 in [0, 1] (on the CPU)."""
+    images = ensure_image_batch(images)
+    return images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy().astype(np.float32, copy=False)
+
+
+def from_numpy_hwc(array: np.ndarray) -> Tensor:
+    """N×H×W×3 (or H×W×3) float array in [0, 1] -> float32 tensor N×3×H×W."""
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise ValueError(f"expected an N×H×W×3 array, got shape {array.shape}")
+    return torch.from_numpy(np.ascontiguousarray(np.clip(array, 0.0, 1.0))).permute(0, 3, 1, 2).contiguous()
+
+
+# ----------------------------------------------------------------------------------------
+# Argument checking
+# ----------------------------------------------------------------------------------------
+
+
+def _positive_int(value: object, what: str) -> int:
+    """``value`` as an int ≥ 1 (numpy integers welcome), or a clear error."""
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be a positive int, got {value!r}")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{what} must be a positive int, got {value!r} ({type(value).__name__})") from None
+    if number < 1:
+        raise ValueError(f"{what} must be at least 1, got {number}")
+    return number
+
+
+def _check_size(size: object, *, allow_none: bool = True) -> int | tuple[int, int] | None:
+    """Validate a ``size`` argument: None, an int, or a (height, width) pair of ints."""
+    if size is None:
+        if allow_none:
+            return None
+        raise TypeError("size is required: pass an int (square side) or a (height, width) tuple")
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        return _positive_int(size, "size")
+    if isinstance(size, (tuple, list, torch.Size)):
+        if len(size) != 2:
+            raise ValueError(f"size must be an int or a (height, width) pair, got {len(size)} values: {tuple(size)}")
+        return (_positive_int(size[0], "size[0] (height)"), _positive_int(size[1], "size[1] (width)"))
+    raise TypeError(
+        f"size must be None, an int (pixels on the longer side) or a (height, width) tuple of ints, "
+        f"got {size!r} ({type(size).__name__})"
+    )
+
+
+def _check_max_pixels(max_pixels: object) -> int | None:
+    if max_pixels is None:
+        return None
+    return _positive_int(max_pixels, "max_pixels")
+
+
+def _check_background(background: object) -> np.ndarray:
+    """A background colour as a float32 array of 3 values in [0, 1]."""
+    try:
+        values = np.asarray(background, dtype=np.float64)
+    except (TypeError, ValueError):
+        values = np.empty(0)
+    if values.shape != (3,) or not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+        raise ValueError(
+            f"background must be an (r, g, b) tuple of floats in [0, 1], got {background!r}; "
+            "e.g. (1.0, 1.0, 1.0) for white or (0.0, 0.0, 0.0) for black"
+        )
+    return values.astype(np.float32)
+
+
+def _long_side_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(height, width) with the longer side ``long_side`` and the aspect ratio kept (≥ 1 px)."""
+    scale = long_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+# ----------------------------------------------------------------------------------------
+# Decoding: anything -> float32 H×W×3 numpy array in [0, 1]
+# ----------------------------------------------------------------------------------------
+
+
+def _composite(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Straight-alpha ``rgb`` (H×W×3) over a flat ``background``; alpha is H×W×1 in [0, 1]."""
+    return rgb * alpha + background * (1.0 - alpha)
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _normalise_float(values: np.ndarray, describe: str, path: str | None, source: str | None) -> np.ndarray:
+    """Float data (PIL mode F): as is if within [0, 1], else min–max normalised to [0, 1]."""
+    if not np.all(np.isfinite(values)):
+        raise ImageLoadError(
+            path, f"{describe} contains NaN or infinite values", "replace them before loading", source=source
+        )
+    lo, hi = float(values.min()), float(values.max())
+    if lo >= -_TOLERANCE and hi <= 1 + _TOLERANCE:
+        return np.clip(values, 0.0, 1.0)
+    if hi > lo:
+        return (values - lo) / (hi - lo)
+    return np.clip(values, 0.0, 1.0)  # a constant image outside [0, 1]: nothing to stretch
+
+
+def _pil_to_array(img: Image.Image, background: np.ndarray, path: str | None, source: str | None) -> np.ndarray:
+    """A loaded PIL image in any mode -> float32 H×W×3 array in [0, 1].
+
+    * 1, L, RGB, CMYK, YCbCr, LAB, HSV, P (no transparency): 8-bit, via PIL's conversion to RGB;
+    * LA, La, RGBA, RGBa, PA, P/L/RGB with a transparency entry: composited on ``background``;
+    * I;16, I;16L, I;16B, I;16N (16-bit): divided by 65535, precision kept;
+    * I (32-bit int): treated as 16-bit data (that is what 16-bit PNGs and TIFFs decode to),
+      divided by 65535; if any value lies outside [0, 65535] it is min–max normalised;
+    * F (32-bit float): used as is if within [0, 1], else min–max normalised.
+    """
+    mode = img.mode
+    if mode.startswith("I;16"):
+        gray = np.asarray(img).astype(np.float32) / 65535.0
+        return _gray_to_rgb(gray)
+    if mode == "I":
+        values = np.asarray(img).astype(np.float64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            gray = _normalise_float(values, "32-bit integer image", path, source)
+        else:
+            gray = values / 65535.0
+        return _gray_to_rgb(gray.astype(np.float32))
+    if mode == "F":
+        return _gray_to_rgb(_normalise_float(np.asarray(img, dtype=np.float32), "float image", path, source))
+    if mode in ("LA", "La"):
+        la = np.asarray(img.convert("LA"), dtype=np.float32) / 255.0
+        return _composite(_gray_to_rgb(la[:, :, 0]), la[:, :, 1:2], background)
+    if mode in ("RGBA", "RGBa", "PA") or img.has_transparency_data:
+        try:
+            rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        except ValueError:
+            rgba = None  # no RGBA conversion for this mode: fall through and ignore transparency
+        if rgba is not None:
+            return _composite(rgba[:, :, :3], rgba[:, :, 3:4], background)
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.float32) / 255.0
+    try:
+        rgb = img.convert("RGB")
+    except ValueError as err:
+        raise ImageLoadError(
+            path,
+            f"unsupported image mode {mode!r} ({err})",
+            "convert it to RGB first (e.g. with PIL: img.convert('RGB'))",
+            source=source,
+        ) from None
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def _decode_pil(
+    img: Image.Image, max_pixels: int | None, background: np.ndarray, path: str | None, source: str | None
+) -> np.ndarray:
+    """Size check, decode, EXIF orientation and mode conversion of an opened PIL image."""
+    width, height = img.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageLoadError(
+            path,
+            f"{width}×{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
+            f"(max_pixels={max_pixels})",
+            "pass a larger max_pixels if you trust this file",
+            source=source,
+        )
+    if width < 1 or height < 1:
+        raise ImageLoadError(path, f"the image has no pixels ({width}×{height})", "", source=source)
+    try:
+        img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageLoadError(
+            path, f"PIL refused it as a possible decompression bomb ({err})",
+            "pass a larger max_pixels if you trust this file", source=source,
+        ) from None
+    except _DECODE_ERRORS as err:
+        raise ImageLoadError(
+            path,
+            f"truncated or corrupt image data ({err})",
+            "the file is damaged or was only partly written; re-download or re-export it",
+            source=source,
+        ) from None
+    try:
+        # Only transpose when needed: exif_transpose copies the image even when there is nothing to do.
+        if img.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9):
+            img = ImageOps.exif_transpose(img)
+    except _DECODE_ERRORS + (KeyError, TypeError) as err:
+        warnings.warn(
+            f"could not apply the EXIF orientation of {path or source or 'an image'} ({err}); "
+            "loading it as stored",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return _pil_to_array(img, background, path, source)
+
+
+def _load_file(path_like: object, max_pixels: int | None, background: np.ndarray) -> np.ndarray:
+    """Open and decode a file, turning every way it can fail into an ImageLoadError."""
+    raw = os.fspath(path_like)  # type: ignore[arg-type]
+    path = os.fsdecode(raw)
+    try:
+        info = os.stat(raw)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageLoadError(
+            path, "no such file", f"check the path (relative paths start at {os.getcwd()})"
+        ) from None
+    except PermissionError:
+        raise ImageLoadError(path, "permission denied", "check the file's permissions") from None
+    except OSError as err:
+        raise ImageLoadError(path, err.strerror or str(err), "check the path") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageLoadError(
+            path,
+            "is a directory, not a file",
+            "pass one image file inside it, or a list of files to load_images()",
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageLoadError(path, "not a regular file", "pass the path of an image file")
+    if info.st_size == 0:
+        raise ImageLoadError(
+            path, "empty file (0 bytes)", "the file was probably only partly downloaded or copied; re-create it"
+        )
+
+    try:
+        with _PIL_OPEN_LOCK:
+            saved_limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # checked by _decode_pil against max_pixels instead
+            try:
+                img = Image.open(raw)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved_limit
+    except Image.UnidentifiedImageError:
+        raise ImageLoadError(
+            path,
+            "not a recognised image format",
+            "check that it really is an image (PNG, JPEG, TIFF, BMP, GIF, WebP, ...); "
+            "the file name's extension does not decide this",
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageLoadError(
+            path, f"PIL refused it as a possible decompression bomb ({err})",
+            "pass a larger max_pixels if you trust this file",
+        ) from None
+    except PermissionError:
+        raise ImageLoadError(path, "permission denied", "check the file's permissions") from None
+    except _DECODE_ERRORS as err:
+        raise ImageLoadError(
+            path, f"truncated or corrupt image header ({err})", "re-download or re-export the file"
+        ) from None
+    with img:
+        return _decode_pil(img, max_pixels, background, path, None)
+
+
+def _load_array(array: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """A numpy image (H×W, H×W×1, H×W×3 or H×W×4) -> float32 H×W×3 in [0, 1]."""
+    source = "a numpy array"
+    shape = array.shape
+    layouts = "H×W, H×W×1, H×W×3 or H×W×4 (channels last)"
+    if array.ndim == 3 and shape[2] not in (1, 3, 4) and shape[0] in (1, 3, 4):
+        raise ImageLoadError(
+            None,
+            f"array of shape {shape} looks channels-first",
+            f"numpy images must be {layouts}; use array.transpose(1, 2, 0), "
+            "or pass a torch tensor for channels-first data",
+            source=source,
+        )
+    if array.ndim == 4:
+        raise ImageLoadError(
+            None,
+            f"array of shape {shape} is a batch",
+            "load_image takes one image; use artlab.images.from_numpy_hwc() for an N×H×W×3 batch",
+            source=source,
+        )
+    if not (array.ndim == 2 or (array.ndim == 3 and shape[2] in (1, 3, 4))):
+        raise ImageLoadError(None, f"unsupported array shape {shape}", f"expected {layouts}", source=source)
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageLoadError(None, f"the array has no pixels (shape {shape})", "", source=source)
+
+    if array.dtype == np.bool_:
+        values = array.astype(np.float32)
+    elif array.dtype == np.uint8:
+        values = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        values = array.astype(np.float32) / 65535.0
+    elif np.issubdtype(array.dtype, np.floating):
+        values = array.astype(np.float32)
+        if not np.all(np.isfinite(values)):
+            raise ImageLoadError(None, "array contains NaN or infinite values", "replace them first", source=source)
+        lo, hi = float(values.min()), float(values.max())
+        if lo < -_TOLERANCE or hi > 1 + _TOLERANCE:
+            raise ImageLoadError(
+                None,
+                f"float array values must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]",
+                "scale it first (e.g. divide 0–255 data by 255) or convert it to uint8",
+                source=source,
+            )
+        values = np.clip(values, 0.0, 1.0)
+    else:
+        raise ImageLoadError(
+            None,
+            f"unsupported array dtype {array.dtype}",
+            "use uint8 (0–255), uint16 (0–65535), bool, or float in [0, 1]; "
+            "e.g. array.astype(np.uint8) for integer data in 0–255",
+            source=source,
+        )
+
+    if values.ndim == 2:
+        return _gray_to_rgb(values)
+    channels = values.shape[2]
+    if channels == 1:
+        return _gray_to_rgb(values[:, :, 0])
+    if channels == 3:
+        return values
+    return _composite(values[:, :, :3], values[:, :, 3:4], background)
+
+
+def _load_tensor(tensor: Tensor) -> Tensor:
+    """A 3×H×W or 1×3×H×W float tensor in [0, 1] -> 1×3×H×W float32 (same device)."""
+    source = "a torch.Tensor"
+    shape = tuple(tensor.shape)
+    if tensor.ndim not in (3, 4) or tensor.shape[-3] != 3:
+        raise ImageLoadError(
+            None,
+            f"tensor of shape {shape} is not an RGB image",
+            "expected 3×H×W or 1×3×H×W (channels first); for H×W×3 data use tensor.permute(2, 0, 1)",
+            source=source,
+        )
+    if tensor.ndim == 4 and tensor.shape[0] != 1:
+        raise ImageLoadError(
+            None,
+            f"tensor of shape {shape} holds {tensor.shape[0]} images",
+            "load_image takes one image; a batch already is artlab's format (see ensure_image_batch)",
+            source=source,
+        )
+    if tensor.shape[-1] == 0 or tensor.shape[-2] == 0:
+        raise ImageLoadError(None, f"the tensor has no pixels (shape {shape})", "", source=source)
+    if not tensor.is_floating_point():
+        raise ImageLoadError(
+            None,
+            f"tensor must be floating point in [0, 1], got dtype {tensor.dtype}",
+            "for 0–255 data use tensor.float() / 255",
+            source=source,
+        )
+    try:
+        batch = ensure_image_batch(tensor, "tensor")
+    except ValueError as err:  # NaN or values outside [0, 1]; its message says what to do
+        reason, _, hint = str(err).partition("; ")
+        raise ImageLoadError(None, reason, hint.rstrip("."), source=source) from None
+    return batch.clamp(0.0, 1.0)
+
+
+def _resize(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """Antialiased bilinear resize of an N×3×H×W float batch to exactly ``size`` = (h, w)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    out = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return out.clamp_(0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------
+# Public loading API
+# ----------------------------------------------------------------------------------------
+
+
+def load_image(
+    src: ImageSource,
+    size: SizeSpec = None,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    background: tuple[float, float, float] = _WHITE,
+) -> Tensor:
+    """Load one image as a 1×3×H×W float32 tensor in [0, 1], whatever it comes from.
+
+    Why: every artlab function takes the same format, so this is the one place where
+    files, PIL images and arrays are converted, checked and, if they cannot be used,
+    refused with a message that says what is wrong.
+
+    Args:
+        src: one of
+            * a path (``str`` or ``os.PathLike``) to an image file: EXIF orientation
+              is applied; animated or multi-page files give their first frame;
+            * a ``PIL.Image.Image`` in any mode (see below);
+            * a numpy array H×W, H×W×1, H×W×3 or H×W×4 of dtype uint8 (÷255),
+              uint16 (÷65535), bool, or float in [0, 1];
+            * a torch tensor 3×H×W or 1×3×H×W, float in [0, 1] (kept on its device).
+        size: ``None`` keeps the image's size; an int makes the *longer* side that many
+            pixels, keeping the aspect ratio (rounded, at least 1 px per side); a
+            ``(height, width)`` tuple resizes to exactly that. Resizing is antialiased
+            bilinear in float32 (precision of 16-bit sources is kept).
+        max_pixels: refuse files and PIL images whose width × height exceeds this, after
+            reading the header and before decoding (decompression-bomb guard; see
+            :data:`DEFAULT_MAX_PIXELS`). ``None`` disables the check. This is the only
+            limit: PIL's process-wide ``Image.MAX_IMAGE_PIXELS`` is lifted while the header
+            is read (under a lock, restored right after), never changed for good.
+        background: (r, g, b) in [0, 1] that transparent pixels are composited onto.
+
+    Modes: 1, L, P, RGB, CMYK, YCbCr, LAB, HSV are 8-bit; LA, RGBA, PA and P/L/RGB with a
+    transparency entry are composited on ``background``; I;16 (16-bit) is divided by
+    65535; I (32-bit int) is treated as 16-bit data, divided by 65535 (min–max normalised
+    if values fall outside [0, 65535]); F (float) is used as is if within [0, 1], else
+    min–max normalised. Note that PIL reads 16-bit *colour* PNGs as 8-bit RGB.
+
+    Raises:
+        ImageLoadError: the file is missing, a directory, empty, not an image, truncated
+            or corrupt, over ``max_pixels``; or an array/tensor has an unusable shape,
+            dtype or value range. The message names the file and the reason.
+        TypeError, ValueError: ``src`` is of an unsupported type, or ``size``,
+            ``max_pixels`` or ``background`` is invalid.
+    """
+    wanted = _check_size(size)
+    limit = _check_max_pixels(max_pixels)
+    bg = _check_background(background)
+
+    if isinstance(src, Tensor):
+        image = _load_tensor(src)
+    else:
+        if isinstance(src, (str, os.PathLike)):
+            array = _load_file(src, limit, bg)
+        elif isinstance(src, Image.Image):
+            filename = getattr(src, "filename", "") or None
+            path = os.fsdecode(filename) if filename else None
+            array = _decode_pil(src, limit, bg, path, None if path else "a PIL image")
+        elif isinstance(src, np.ndarray):
+            array = _load_array(src, bg)
+        elif isinstance(src, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                "load_image got raw bytes; for encoded image data use "
+                "load_image(PIL.Image.open(io.BytesIO(data))), for a file pass its path as a str"
+            )
+        else:
+            raise TypeError(
+                f"load_image cannot read a {type(src).__name__}; pass a file path (str or pathlib.Path), "
+                "a PIL.Image.Image, a numpy array (H×W[×C]) or a torch tensor (3×H×W)"
+            )
+        image = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None].contiguous()
+
+    if wanted is None:
+        return image  # always a new tensor, never the caller's (tensor input is clamped into a copy)
+    height, width = image.shape[-2:]
+    target = _long_side_size(height, width, wanted) if isinstance(wanted, int) else wanted
+    return _resize(image, target)
+
+
+def load_images(
+    srcs: Iterable[ImageSource],
+    size: int | Sequence[int],
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    background: tuple[float, float, float] = _WHITE,
+) -> Tensor:
+    """Load several images into one N×3×H×W float32 batch (on the CPU).
+
+    Why: a batch needs one common size, so ``size`` is required:
+
+    * an int ``s``: each image is scaled so its *shorter* side is ``s`` (aspect ratio
+      kept), then the centre ``s``×``s`` square is cropped, so nothing is distorted;
+    * a ``(height, width)`` tuple: each image is resized to exactly that (aspect ratio
+      not kept).
+
+    Each source is anything :func:`load_image` accepts; ``max_pixels`` and
+    ``background`` are passed on. Raises ``ValueError`` for an empty list and
+    :class:`ImageLoadError` (naming the file) for the first image that cannot be loaded.
+    """
+    if isinstance(srcs, (str, bytes, os.PathLike, Image.Image, np.ndarray, Tensor)):
+        raise TypeError(
+            f"load_images takes a list of images, got a single {type(srcs).__name__}; "
+            "use load_image() for one image, or wrap it in a list"
+        )
+    wanted = _check_size(size, allow_none=False)
+    items = list(srcs)
+    if not items:
+        raise ValueError("load_images got an empty list of images; pass at least one path, PIL image or array")
+
+    batch = []
+    for index, src in enumerate(items):
+        try:
+            image = load_image(src, max_pixels=max_pixels, background=background).cpu()
+        except ImageLoadError as err:
+            if hasattr(err, "add_note"):  # Python ≥ 3.11
+                err.add_note(f"(item {index} of the {len(items)} passed to load_images)")
+            raise
+        if isinstance(wanted, int):
+            height, width = image.shape[-2:]
+            scale = wanted / min(height, width)
+            scaled = (max(wanted, round(height * scale)), max(wanted, round(width * scale)))
+            image = _resize(image, scaled)
+            top, left = (scaled[0] - wanted) // 2, (scaled[1] - wanted) // 2
+            image = image[:, :, top : top + wanted, left : left + wanted]
+        else:
+            image = _resize(image, wanted)
+        batch.append(image)
+    return torch.cat(batch).contiguous()
+
+
+def from_pil(img: Image.Image, *, background: tuple[float, float, float] = _WHITE) -> Tensor:
+    """A PIL image (any mode) -> 1×3×H×W float32 tensor in [0, 1]; same as :func:`load_image` on it.
+
+    No pixel limit is applied: the image is already in memory.
+    """
+    if not isinstance(img, Image.Image):
+        raise TypeError(f"from_pil expects a PIL.Image.Image, got {type(img).__name__}; use load_image() instead")
+    return load_image(img, max_pixels=None, background=background)
+
+
+# ----------------------------------------------------------------------------------------
+# Output: PIL images, files, grids, thumbnails, PNG bytes
+# ----------------------------------------------------------------------------------------
+
+
+def _to_uint8_hwc(image: Tensor) -> np.ndarray:
+    """3×H×W float tensor in [0, 1] -> H×W×3 uint8 (rounded, not truncated)."""
+    return image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def to_pil(images: Tensor) -> Image.Image | list[Image.Image]:
+    """Tensor image(s) -> 8-bit RGB PIL image(s), values rounded to the nearest of 0..255.
+
+    Returns a single image for a 3×H×W tensor or a batch of one, a list for any other
+    batch size (so ``to_pil(load_image(p))`` is a PIL image, ``to_pil(batch)`` a list).
+    """
+    single = isinstance(images, Tensor) and images.ndim == 3
+    batch = ensure_image_batch(images)
+    pictures = [Image.fromarray(_to_uint8_hwc(image)) for image in batch]
+    if single or len(pictures) == 1:
+        return pictures[0]
+    return pictures
+
+
+def image_grid(images: Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> Tensor:
+    """Tile a batch into one image (1×3×H×W): ``nrow`` images per row, ``padding`` px between and around.
+
+    Why: to show or save many images as one picture. Rows are filled left to right; the
+    last row may be incomplete (the rest is ``pad_value``). All images share one size,
+    since they come from one N×3×H×W batch.
+    """
+    batch = ensure_image_batch(images)
+    nrow = _positive_int(nrow, "nrow")
+    if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
+        raise ValueError(f"padding must be an int ≥ 0, got {padding!r}")
+    if not isinstance(pad_value, (int, float)) or isinstance(pad_value, bool) or not 0.0 <= pad_value <= 1.0:
+        raise ValueError(f"pad_value must be a number in [0, 1], got {pad_value!r}")
+    count, _, height, width = batch.shape
+    if count == 0:
+        raise ValueError("image_grid got an empty batch (N = 0); pass at least one image")
+    columns = min(nrow, count)
+    rows = math.ceil(count / columns)
+    step_y, step_x = height + padding, width + padding
+    grid = batch.new_full((1, 3, rows * step_y + padding, columns * step_x + padding), float(pad_value))
+    for index in range(count):
+        row, col = divmod(index, columns)
+        top, left = padding + row * step_y, padding + col * step_x
+        grid[0, :, top : top + height, left : left + width] = batch[index].clamp(0, 1)
+    return grid
+
+
+def _one_picture(images: Tensor, nrow: int | None) -> Tensor:
+    """A batch as one 3×H×W image: the image itself for N = 1, else a grid.
+
+    ``nrow=None`` picks a near-square grid: ceil(sqrt(N)) images per row.
+    """
+    batch = ensure_image_batch(images)
+    if batch.shape[0] == 0:
+        raise ValueError("got an empty batch (N = 0); pass at least one image")
+    if batch.shape[0] == 1:
+        return batch[0]
+    per_row = math.ceil(math.sqrt(batch.shape[0])) if nrow is None else nrow
+    return image_grid(batch, nrow=per_row)[0]
+
+
+def _format_for(path: Path) -> str:
+    """PIL format name from a file name's extension, or a clear error."""
+    extension = path.suffix.lower()
+    fmt = Image.registered_extensions().get(extension)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(
+            f"cannot tell which image format to write from the extension {extension or '(none)'!r} of '{path}'; "
+            "use .png (lossless), .jpg, .webp, .tif or .bmp"
+        )
+    return fmt
+
+
+def save_image(images: Tensor, path: str | os.PathLike[str], *, nrow: int | None = None) -> Path:
+    """Write image(s) to ``path`` (8-bit RGB) and return the path; the format follows the extension.
+
+    One image (3×H×W or N = 1) is written as is; a batch is written as one grid
+    (:func:`image_grid`, ``nrow`` per row; ``None`` means a near-square grid).
+    Missing parent folders are created. The file appears atomically: it is written to a
+    temporary file in the same folder and then renamed over ``path``, so a reader never
+    sees a half-written image. JPEG and WebP are written with quality 95.
+    """
+    target = Path(path)
+    fmt = _format_for(target)
+    picture = Image.fromarray(_to_uint8_hwc(_one_picture(images, nrow)))
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    # os.open with mode 0o666 lets the umask decide the permissions, as for any new file.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            picture.save(handle, format=fmt, **options)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def thumbnail(images: Tensor, max_side: int = 128) -> Tensor:
+    """Downscale a batch so its longer side is at most ``max_side`` px (antialiased; never upscales).
+
+    Why: cheap previews for figures and widgets. Aspect ratio is kept (each side ≥ 1 px);
+    images already small enough are returned unchanged (as a copy).
+    """
+    batch = ensure_image_batch(images)
+    max_side = _positive_int(max_side, "max_side")
+    height, width = batch.shape[-2:]
+    if max(height, width) <= max_side or batch.shape[0] == 0:
+        return batch.clamp(0, 1)
+    return _resize(batch.clamp(0, 1), _long_side_size(height, width, max_side))
+
+
+def to_png_bytes(images: Tensor, *, nrow: int | None = None) -> bytes:
+    """Encode image(s) as PNG bytes (a grid if N > 1, ``nrow`` as in :func:`save_image`).
+
+    Why: ipywidgets.Image and HTML want encoded bytes, not tensors.
+    """
+    buffer = io.BytesIO()
+    Image.fromarray(_to_uint8_hwc(_one_picture(images, nrow))).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def to_data_url(images: Tensor, *, nrow: int | None = None) -> str:
+    """Image(s) as a ``data:image/png;base64,...`` URL, for ``<img src=...>`` in HTML and widgets."""
+    return "data:image/png;base64," + base64.b64encode(to_png_bytes(images, nrow=nrow)).decode("ascii")

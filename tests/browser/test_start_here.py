@@ -1,0 +1,36 @@
+"""Smoke test: notebooks/00_start_here.ipynb runs top to bottom in a real
+JupyterLab (kernel env ARTLAB_QUICK=1, set by the server fixture), without
+errors, and renders at least one image."""
+
+from __future__ import annotations
+
+import pytest
+
+import lab
+
+REPO_ROOT = lab.REPO_ROOT
+NOTEBOOK = REPO_ROOT / "notebooks" / "00_start_here.ipynb"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_start_here_runs_clean(jupyter_server, page, console_errors, tmp_path):
+    if not NOTEBOOK.exists():
+        pytest.skip(f"{NOTEBOOK.relative_to(REPO_ROOT)} does not exist yet")
+    # a copy in the server root: outputs Lab saves never touch notebooks/
+    relpath = jupyter_server.add_notebook(NOTEBOOK)
+
+    lab.open_notebook(page, jupyter_server, relpath, timeout_s=90)
+    lab.run_all_cells(page, timeout_s=180)
+    shot = lab.screenshot(page, tmp_path / "00_start_here.png")
+    print(f"\nscreenshot: {shot}")
+
+    summary = lab.output_summary(page)
+    assert summary.errors == [], "tracebacks in outputs:\n" + "\n---\n".join(summary.errors)
+    assert summary.widget_fallbacks == [], summary.widget_fallbacks
+    assert summary.rendered_images >= 1 or summary.images, "no image output rendered"
+    lab.wait_images_loaded(page, minimum=1)
+
+    saved = lab.save_notebook(page, jupyter_server, relpath)
+    assert lab.saved_error_outputs(saved) == []
+    assert console_errors == []

@@ -1,0 +1,146 @@
+"""Collections from folders and CSVs, and the offline sample corpus."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from artlab.data import Collection, CollectionError, sample_corpus
+
+
+def _png(path, colour=(200, 30, 30), size=(20, 16)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def test_labels_from_subfolders(tmp_path):
+    _png(tmp_path / "monet" / "a.png")
+    _png(tmp_path / "monet" / "b.jpg")
+    _png(tmp_path / "van_gogh" / "c.png")
+    _png(tmp_path / "loose.png")
+    (tmp_path / "notes.txt").write_text("not an image, ignored")
+    col = Collection.from_folder(tmp_path)
+    assert [p.name for p in col.paths] == ["loose.png", "a.png", "b.jpg", "c.png"]
+    assert col.labels == [None, "monet", "monet", "van_gogh"]
+    assert col.classes == ["monet", "van_gogh"]
+    assert not col.skipped
+
+
+def test_unreadable_files_are_skipped_and_reported(tmp_path):
+    _png(tmp_path / "ok.png")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello")
+    col = Collection.from_folder(tmp_path)
+    assert [p.name for p in col.paths] == ["ok.png"]
+    reasons = {p.name: why for p, why in col.skipped}
+    assert reasons == {"empty.jpg": "empty file", "text.png": "not a recognised image format"}
+    assert "skipped 2 unreadable" in col.summary()
+
+
+def test_truncated_files_are_skipped_when_loading(tmp_path):
+    good = _png(tmp_path / "good.png", size=(64, 64))
+    data = good.read_bytes()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "cut.png")
+    cut = (tmp_path / "cut.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(cut[: len(cut) // 2])
+    col = Collection.from_folder(tmp_path)  # the header is fine: only decoding finds the damage
+    batches = list(col.batches(32, batch_size=4))
+    assert [idx for idx, _ in batches] == [[1]] and batches[0][1].shape == (1, 3, 32, 32)
+    assert [p.name for p, _ in col.skipped] == ["cut.png"]
+    assert data  # the good file is untouched
+
+
+def test_metadata_csv_labels_and_report(tmp_path):
+    _png(tmp_path / "images" / "1.png")
+    _png(tmp_path / "images" / "2.png")
+    _png(tmp_path / "images" / "3.png")
+    meta = tmp_path / "artists.csv"
+    with open(meta, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["filename", "artist", "style", "year"])
+        w.writerow(["images/1.png", "Monet", "Impressionism", "1872"])
+        w.writerow(["2.png", "Seurat", "Pointillism", "1884"])  # bare file name still matches
+        w.writerow(["images/404.png", "Nobody", "", ""])
+    col = Collection.from_folder(tmp_path, metadata=meta)
+    assert col.labels == ["Monet", "Seurat", None]
+    assert col.column("year") == ["1872", "1884", None]
+    assert col.subset(style="Pointillism").labels == ["Seurat"]
+    text = col.summary()
+    assert "1 row(s) of artists.csv name files that are not in" in text and "404.png" in text
+    assert "1 image(s) have no row in artists.csv: images/3.png" in text
+    styled = Collection.from_folder(tmp_path, metadata=meta, label_column="style")
+    assert styled.labels == ["Impressionism", "Pointillism", None]
+
+
+def test_bad_folders_get_clear_errors(tmp_path):
+    with pytest.raises(CollectionError, match="does not exist"):
+        Collection.from_folder(tmp_path / "nope")
+    (tmp_path / "file.png").write_bytes(b"")
+    with pytest.raises(CollectionError, match="is a file, not a folder"):
+        Collection.from_folder(tmp_path / "file.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CollectionError, match="no readable images"):
+        Collection.from_folder(empty)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.jpg").write_text("nope")
+    with pytest.raises(CollectionError, match="1 unreadable"):
+        Collection.from_folder(broken)
+    bad_csv = tmp_path / "m.csv"
+    bad_csv.write_text("name,artist\nx.png,Y\n")
+    _png(tmp_path / "ok" / "x.png")
+    with pytest.raises(CollectionError, match="no path column.*found name, artist"):
+        Collection.from_folder(tmp_path / "ok", metadata=bad_csv)
+
+
+def test_sample_corpus_builds_offline_deterministically(tmp_path):
+    a = sample_corpus(size=48, styles=["kmeans", "slic"], photos=["coffee", "rocket"], cache_dir=tmp_path / "a",
+                      progress=False)
+    b = sample_corpus(size=48, styles=["kmeans", "slic"], photos=["coffee", "rocket"], cache_dir=tmp_path / "b",
+                      progress=False)
+    assert len(a) == 6 and sorted(set(a.labels)) == ["kmeans", "photo", "slic"]
+    assert a.column("domain").count("photo") == 2 and a.column("domain").count("painting") == 4
+    for pa, pb in zip(a.paths, b.paths):
+        assert pa.read_bytes() == pb.read_bytes(), f"{pa.name} differs between two builds"
+    img = a.load(0)
+    assert img.shape == (1, 3, 48, 48)
+    # painted differs from the photo it came from
+    photo = a.subset(style="photo", subject="coffee").load(0)
+    painted = a.subset(style="kmeans", subject="coffee").load(0)
+    assert 0.001 < float((photo - painted).abs().mean()) < 0.3
+
+
+def test_sample_corpus_is_cached(tmp_path, monkeypatch):
+    kwargs = dict(size=40, styles=["kmeans"], photos=["coffee"], cache_dir=tmp_path, progress=False)
+    first = sample_corpus(**kwargs)
+    import artlab.paint
+
+    monkeypatch.setattr(artlab.paint, "paint", lambda *a, **k: pytest.fail("cached corpus must not be repainted"))
+    second = sample_corpus(**kwargs)
+    assert first.paths == second.paths
+    assert not list(tmp_path.glob(".corpus-*")), "no temporary build folder is left behind"
+
+
+def test_sample_corpus_rejects_unknown_styles(tmp_path):
+    with pytest.raises(ValueError, match="unknown styles.*valid: kmeans"):
+        sample_corpus(styles=["cubism"], cache_dir=tmp_path)
+
+
+def test_default_corpus_has_photos_and_four_or_more_styles(corpus):
+    assert len(corpus.subset(domain="photo")) >= 5
+    styles = set(corpus.labels) - {"photo"}
+    assert len(styles) >= 4
+    for subject in set(corpus.column("subject")):
+        assert len(corpus.subset(subject=subject)) == 1 + len(styles)
+
+
+def test_shared_paintings_as_a_collection(shared_data):
+    col = Collection.from_folder(shared_data / "paintings")
+    assert len(col) >= 70 and "van_gogh" in col.classes and len(col.classes) == 6
+    batch = next(col.batches(64, batch_size=8))[1]
+    assert batch.shape == (8, 3, 64, 64) and 0 <= float(batch.min()) and float(batch.max()) <= 1
