@@ -368,7 +368,10 @@ def sample_corpus(
         raise ValueError(f"unknown styles {unknown}; valid: {', '.join(paint.STYLES)}")
     if size < 32:
         raise ValueError(f"size must be at least 32 pixels, got {size}")
-    key = json.dumps({"v": CORPUS_VERSION, "size": size, "styles": styles, "photos": list(photos), "seed": seed})
+    # The filters' source is part of the key: changing a filter rebuilds the corpus.
+    filters = hashlib.sha256(Path(paint.__file__).read_bytes()).hexdigest()[:12]
+    key = json.dumps({"v": CORPUS_VERSION, "size": size, "styles": styles, "photos": list(photos), "seed": seed,
+                      "filters": filters})
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     base = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
     target = base / f"corpus-v{CORPUS_VERSION}-{digest}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import io
+
 import matplotlib
 import numpy as np
 import torch
@@ -23,9 +25,23 @@ from artlab.models import Backbone, features
 # Figures are built with matplotlib.figure.Figure directly, not pyplot: no global
 # state, no backend switch (notebooks keep %matplotlib inline), nothing to close.
 
-__all__ = ["stamp_model", "corpus_grid", "feature_map_grid", "feature_mosaic", "top_channels", "save_figure"]
+__all__ = [
+    "ArtlabFigure","stamp_model", "corpus_grid", "feature_map_grid", "feature_mosaic", "top_channels", "save_figure"]
 
 RANDOM_COLOUR = "#c0392b"
+
+
+class ArtlabFigure(Figure):
+    """A matplotlib Figure that renders itself in Jupyter (``_repr_png_``).
+
+    Built without pyplot, a plain Figure shows as ``<Figure size …>`` text unless
+    the inline backend was activated; this one always displays as an image.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+        return buffer.getvalue()
 
 
 def stamp_model(fig: Figure, model: Backbone) -> Figure:
@@ -48,7 +64,7 @@ def corpus_grid(collection: Collection, *, columns: str = "style", rows: str = "
     # "photo" (the originals) first, then the other values in first-seen order
     col_keys = sorted(dict.fromkeys(i.meta.get(columns, i.label or "") for i in collection), key=lambda k: k != "photo")
     lookup = {(i.meta.get(rows, ""), i.meta.get(columns, i.label or "")): i.path for i in collection}
-    fig = Figure(figsize=(1.45 * len(col_keys), 1.45 * len(row_keys)))
+    fig = ArtlabFigure(figsize=(1.45 * len(col_keys), 1.45 * len(row_keys)))
     axes = fig.subplots(len(row_keys), len(col_keys), squeeze=False)
     for r, rk in enumerate(row_keys):
         for c, ck in enumerate(col_keys):
@@ -90,7 +106,7 @@ def feature_map_grid(
     batch = torch.cat([ensure_image_batch(images[n]) for n in names])
     acts = features(model, batch, list(layers))
     n_rows = len(names) * len(layers)
-    fig = Figure(figsize=(1.5 * (channels + 1), 1.55 * n_rows + 0.5))
+    fig = ArtlabFigure(figsize=(1.5 * (channels + 1), 1.55 * n_rows + 0.5))
     axes = fig.subplots(n_rows, channels + 1, squeeze=False)
     for i, name in enumerate(names):
         picture = to_numpy_hwc(batch[i : i + 1])[0]

@@ -360,8 +360,9 @@ def backbone(
       * ``None`` (or ``"random"``): seeded random init.
       * a path to a ``.pth`` state dict: loaded with ``weights_only=True``.
 
-    ``channels_last`` runs convolutions in NHWC memory layout (measured ~25% faster
-    for VGG forward+backward on a 2-core CPU).
+    ``channels_last`` runs convolutions in NHWC memory layout. It was measured ~25%
+    faster for VGG forward+backward on one 2-core CPU; with torch 2.15 here it is on
+    par (0.97-1.07x, ``benchmarks/bench_backbone.py``), so it stays on by default.
     """
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)

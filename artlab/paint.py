@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 from skimage import color, feature, filters, morphology, segmentation
 from torch import Tensor

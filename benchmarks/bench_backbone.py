@@ -4,7 +4,7 @@ Ratios, measured side by side on the same inputs:
 * early stop: features(model, x, ["relu3_1"]) vs the full network through relu5_4
   (goal: clearly cheaper; the saving is what stopping early buys every caller);
 * channels_last: VGG-19 forward+backward to relu5_1 with NHWC vs NCHW memory layout
-  (style transfer's inner loop; measured ~25% faster on a 2-core CPU).
+  (style transfer's inner loop; reported ~25% faster on one 2-core CPU, on par here).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def run(quick: bool = False) -> list[dict]:
             sum(o.square().mean() for o in out.values()).backward()
         return step
 
-    t_nhwc = timeit(fwd_bwd(nhwc), repeat=repeat)
-    t_nchw = timeit(fwd_bwd(nchw), repeat=repeat)
+    t_nhwc = timeit(fwd_bwd(nhwc), repeat=repeat, warmup=2)  # oneDNN builds kernels on first calls
+    t_nchw = timeit(fwd_bwd(nchw), repeat=repeat, warmup=2)
     return [
         {"case": f"early stop relu3_1 vs relu5_4 @{size}px", "shallow_s": shallow, "full_s": full,
          "speedup": full / shallow},

@@ -22,6 +22,9 @@ def test_notebook_runs_headless(path, tmp_path, monkeypatch):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the notebook shows at least one figure"
+    unrendered = [o["data"]["text/plain"] for o in outputs if "data" in o and "image/png" not in o["data"]
+                  and str(o["data"].get("text/plain", "")).startswith("<Figure size")]
+    assert not unrendered, f"figures shown as text instead of images: {unrendered}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

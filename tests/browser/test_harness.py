@@ -14,7 +14,7 @@ import lab
 HELLO = "hello from the artlab browser harness"
 
 CELLS = [
-    f"print({HELLO!r})",
+    f"import os\nprint({HELLO!r}, 'ARTLAB_QUICK=' + os.environ.get('ARTLAB_QUICK', 'unset'))",
     (
         "%matplotlib inline\n"
         "import matplotlib.pyplot as plt\n"
@@ -30,6 +30,13 @@ CELLS = [
         "    label.value = 'chosen: ' + change['new']\n"
         "dd.observe(_on_change, names='value')\n"
         "display(dd, label)"
+    ),
+    (
+        "size = widgets.IntSlider(value=3, min=0, max=10, description='Size')\n"
+        "go = widgets.Button(description='Go')\n"
+        "result = widgets.Label(value='not clicked')\n"
+        "go.on_click(lambda _: setattr(result, 'value', f'clicked with size {size.value}'))\n"
+        "display(widgets.VBox([size, go, result]))"
     ),
 ]
 
@@ -49,24 +56,31 @@ def test_harness_roundtrip(jupyter_server, page, console_errors, tmp_path):
     t_run = time.monotonic()
 
     # 1. text
-    lab.wait_for_text(page, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']", HELLO)
+    lab.wait_for_text(
+        page, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']", f"{HELLO} ARTLAB_QUICK=1"
+    )
 
     # 2. a decoded PNG
     images = lab.wait_images_loaded(page, minimum=1)
     assert images[0]["naturalWidth"] > 0 and images[0]["mime"] == "image/png"
 
     # 3. live widgets (not the "Loading widget..." / model-not-found text)
-    summary = lab.wait_widgets_rendered(page, minimum=2)
+    summary = lab.wait_widgets_rendered(page, minimum=5)  # dropdown, label, box + 3 children
     assert summary.widget_fallbacks == []
     assert summary.rendered_images >= 1
     assert summary.errors == [], summary.errors
     assert summary.stderr == [], summary.stderr
     assert lab.dropdown_value(page, "Style") == "monet"
-    assert lab.widget_label_texts(page) == ["chosen: monet"]
+    assert lab.widget_label_texts(page) == ["chosen: monet", "not clicked"]
 
     # kernel round trip: browser change -> comm -> observer -> label in browser
     lab.select_dropdown(page, "Style", "hokusai")
     lab.wait_for_text(page, "div.jupyter-widgets.widget-label", "chosen: hokusai")
+
+    # slider + button inside a VBox: the helpers find the innermost view
+    lab.set_slider(page, "Size", 7)
+    lab.click_button(page, "Go")
+    lab.wait_for_text(page, "div.jupyter-widgets.widget-label", "clicked with size 7")
     lab.wait_kernel_idle(page)
 
     shot = lab.screenshot(page, tmp_path / "harness.png")

@@ -4,6 +4,8 @@ errors, and renders at least one image."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import lab
@@ -29,7 +31,23 @@ def test_start_here_runs_clean(jupyter_server, page, console_errors, tmp_path):
     assert summary.errors == [], "tracebacks in outputs:\n" + "\n---\n".join(summary.errors)
     assert summary.widget_fallbacks == [], summary.widget_fallbacks
     assert summary.rendered_images >= 1 or summary.images, "no image output rendered"
-    lab.wait_images_loaded(page, minimum=1)
+    lab.wait_images_loaded(page, minimum=3)  # corpus grid, painting/photo pair, feature-map figure
+    texts = page.locator(f"{lab.NOTEBOOK_PANEL} .jp-OutputArea-output").all_inner_texts()
+    assert not [t for t in texts if t.strip().startswith("<Figure size")], "a figure rendered as text"
+
+    # The FeatureMapViewer at the end of the notebook, driven like a user would.
+    lab.wait_widgets_rendered(page, minimum=1)
+    maps = page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image")
+    before = maps.evaluate_all("imgs => imgs.map(i => i.src)")
+    assert lab.dropdown_value(page, "layer") == "relu1_1"
+    lab.select_dropdown(page, "layer", "relu4_1")
+    lab.wait_for_text(page, ".widget-html", re.compile(r"relu4_1: 512 channels"), timeout_s=30)
+    after = maps.evaluate_all("imgs => imgs.map(i => i.src)")
+    assert after != before, "the feature-map images did not change with the layer"
+    lab.set_slider(page, "channels", 3)
+    shown = lab.wait_for_text(page, ".widget-html", re.compile(r"relu4_1: .*showing \[\d+, \d+, \d+\]"))
+    print(f"\nviewer caption after the slider: {shown}")
+    lab.screenshot(page, tmp_path / "viewer.png")
 
     saved = lab.save_notebook(page, jupyter_server, relpath)
     assert lab.saved_error_outputs(saved) == []
