@@ -26,7 +26,16 @@ from artlab.models import Backbone, features
 # state, no backend switch (notebooks keep %matplotlib inline), nothing to close.
 
 __all__ = [
-    "ArtlabFigure","stamp_model", "corpus_grid", "feature_map_grid", "feature_mosaic", "top_channels", "save_figure"]
+    "ArtlabFigure",
+    "stamp_model",
+    "corpus_grid",
+    "feature_map_grid",
+    "feature_mosaic",
+    "top_channels",
+    "image_row",
+    "style_distance_bars",
+    "save_figure",
+]
 
 RANDOM_COLOUR = "#c0392b"
 
@@ -164,3 +173,39 @@ def feature_mosaic(activation: Tensor, channels: Sequence[int], *, columns: int 
         r, c = divmod(i, columns)
         canvas[:, r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tile
     return canvas.unsqueeze(0)
+
+
+def image_row(images: Mapping[str, Tensor], *, title: str = "", model: Backbone | None = None,
+              size: float = 2.2) -> Figure:
+    """Images side by side with a caption each (e.g. textures synthesised from different layer sets)."""
+    fig = ArtlabFigure(figsize=(size * len(images), size + 0.7))
+    axes = fig.subplots(1, len(images), squeeze=False)[0]
+    for ax, (caption, image) in zip(axes, images.items()):
+        ax.imshow(to_numpy_hwc(image[:1])[0])
+        ax.set_title(caption, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title if model is None else f"{title} · {model.label}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 if model is not None else 0, 1, 1))
+    return stamp_model(fig, model) if model is not None else fig
+
+
+def style_distance_bars(distances: Mapping[str, Mapping[str, float]], model: Backbone, *,
+                        title: str = "Style distance per layer") -> Figure:
+    """Grouped bars: per-layer style distance for several image pairs ({pair: {layer: value}}), log scale."""
+    pairs = list(distances)
+    layers = list(next(iter(distances.values())))
+    fig = ArtlabFigure(figsize=(1.2 * len(layers) + 2.5, 3.4))
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(pairs))
+    for i, pair in enumerate(pairs):
+        xs = [j + (i - (len(pairs) - 1) / 2) * width for j in range(len(layers))]
+        ax.bar(xs, [distances[pair][layer] for layer in layers], width=width, label=pair)
+    ax.set_xticks(range(len(layers)), layers)
+    ax.set_yscale("log")
+    ax.set_ylabel("Gram distance (mean squared)")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{title} · {model.label}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return stamp_model(fig, model)

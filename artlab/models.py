@@ -418,3 +418,83 @@ def backbone(
         model.to(memory_format=torch.channels_last)
         model.channels_last = True
     return model
+
+
+# --------------------------------------------------------------------------- receptive field
+
+
+def receptive_field(model: Backbone | str, layer: str) -> tuple[int, int]:
+    """(receptive field in pixels, total stride) of one unit of ``layer``.
+
+    Why: a Gram matrix describes texture only while a layer's units see a *part* of
+    the image. When the image is smaller than the receptive field, the layer sees
+    the whole image at once; when it is smaller than the total stride, the feature
+    map vanishes. :mod:`artlab.gram` uses both numbers to check image sizes.
+
+    Computed by walking the model's stages up to and including ``layer`` with the
+    usual recursion: ``rf += (k_eff - 1) * jump`` and ``jump *= stride``, where
+    ``k_eff = dilation * (k - 1) + 1`` for ``Conv2d``, ``MaxPool2d`` and ``AvgPool2d``.
+    Padding does not change this theoretical receptive field (it counts padded
+    positions as pixels). Sequential stages are walked child by child; other modules
+    with children (torchvision's residual blocks) are walked child by child as well,
+    skipping their ``downsample`` shortcut, so the main path's convolutions count.
+    Element-wise stages (ReLU, batch norm, dropout, identity) change nothing.
+
+    The walk stops with a ``ValueError`` at the first stage that is neither: adaptive
+    pooling, linear layers and flattening lambdas connect globally, so every unit
+    past them sees the whole input and the answer depends on the input size.
+
+    VGG-19 gives relu1_1 (3, 1), relu4_2 (84, 8) and relu5_1 (156, 16); VGG-16's
+    pool5 gives the often-quoted (212, 32).
+    """
+    if isinstance(model, str):
+        model = backbone(model, weights=None)
+    canonical = model.resolve_layer(layer)
+    rf, jump = 1, 1
+    for name, stage in model._stages:
+        try:
+            rf, jump = _rf_walk(stage, rf, jump)
+        except _NotLocal as exc:
+            raise ValueError(
+                f"{model.name}: the receptive field of {layer!r} is not defined: stage {name!r} "
+                f"({exc}) connects globally, so from there on every unit sees the whole input "
+                "(the answer depends on the input size). receptive_field covers the convolution "
+                "and pooling stages before it."
+            ) from None
+        if name == canonical:
+            return rf, jump
+    raise AssertionError(f"layer {canonical!r} not among the stages")  # resolve_layer guarantees it
+
+
+class _NotLocal(Exception):
+    """A stage whose units see the whole input (adaptive pooling, linear layers, lambdas)."""
+
+
+_ELEMENTWISE = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh,
+    nn.BatchNorm2d, nn.Dropout, nn.Dropout2d, nn.Identity,
+)
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[-1]))
+
+
+def _rf_walk(stage: object, rf: int, jump: int) -> tuple[int, int]:
+    """Receptive field and jump after ``stage``, given them before it (square windows assumed:
+    for a non-square kernel the larger side is used)."""
+    if isinstance(stage, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        kernel = max(_pair(stage.kernel_size))
+        stride = max(_pair(stage.stride if stage.stride is not None else stage.kernel_size))
+        dilation = max(_pair(getattr(stage, "dilation", 1)))
+        return rf + dilation * (kernel - 1) * jump, jump * stride
+    if isinstance(stage, _ELEMENTWISE):
+        return rf, jump
+    composite = isinstance(stage, nn.Module) and any(True for _ in stage.children())
+    if composite and not isinstance(stage, (nn.Linear, nn.Flatten)):
+        for child_name, child in stage.named_children():
+            if child_name == "downsample":  # the residual shortcut; the main path sets the field
+                continue
+            rf, jump = _rf_walk(child, rf, jump)
+        return rf, jump
+    raise _NotLocal(type(stage).__name__ if isinstance(stage, nn.Module) else "a function")

@@ -22,7 +22,7 @@ def test_demo_quick_writes_index_with_figures(tmp_path, capsys, corpus):
     assert page == tmp_path / "tour" / "index.html" and page.is_file()
     html = page.read_text()
     images = re.findall(r'<img src="([^"]+)"', html)
-    assert {"corpus.png", "feature_maps.png"} <= set(images)
+    assert {"corpus.png", "feature_maps.png", "style_distances.png", "textures.png"} <= set(images)
     for name in images:
         data = (page.parent / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000

@@ -5,5 +5,6 @@ place. Import as ``artlab.widgets`` (the folder is mapped onto that name).
 """
 
 from .feature_maps import FeatureMapViewer
+from .gram_inspector import GramInspector
 
-__all__ = ["FeatureMapViewer"]
+__all__ = ["FeatureMapViewer", "GramInspector"]

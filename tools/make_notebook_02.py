@@ -1,0 +1,95 @@
+"""Writes notebooks/02_gram_matrices.ipynb (outputs empty). Edit here, re-run, commit the result."""
+
+import nbformat as nbf
+
+md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
+cells = [
+    md("""# Gram matrices: what "style" is to a CNN
+
+Gatys, Ecker and Bethge (2015) described the *style* of an image by the correlations between a CNN's
+feature channels: the **Gram matrix** of a layer. This lesson builds one by hand, compares a painting's
+Grams with a photo's, shows what a Gram keeps (texture) and forgets (where things are), and finally
+synthesises textures from Grams alone."""),
+    code("""import os
+import pandas as pd
+import torch
+from artlab.data import sample_corpus
+from artlab.models import backbone, features
+from artlab.gram import gram, compute_grams, style_distance, shuffle_patches, shuffle_experiment, texture_from
+from artlab.figures import image_row, style_distance_bars
+
+QUICK = os.environ.get("ARTLAB_QUICK", "") not in ("", "0")   # small settings when the suite runs this
+SIZE = 64 if QUICK else 192
+STEPS = 8 if QUICK else 150"""),
+    md("""## 1. A Gram matrix by hand
+
+Take a feature map with C channels over H×W positions and flatten each channel into a row of length
+H·W: the matrix F is C × (H·W). The Gram matrix is **G = F Fᵀ**: entry (i, j) is how strongly
+channels i and j fire *together*, summed over all positions. Position is summed away, and that is
+the whole point. artlab divides by C·H·W by default (`normalize="gatys"`); `"hw"` divides by H·W."""),
+    code("""F = torch.tensor([[[[1., 0.], [0., 1.]],     # channel 0: a diagonal pattern
+                   [[0., 1.], [1., 0.]],     # channel 1: the other diagonal
+                   [[1., 1.], [1., 1.]]]])   # channel 2: on everywhere
+flat = F.reshape(3, 4)
+by_hand = flat @ flat.T / (3 * 4)
+print(by_hand)
+assert torch.allclose(by_hand, gram(F, normalize="gatys")[0])
+print("channels 0 and 1 never fire together (0), each fires with channel 2 half the time.")"""),
+    md("""## 2. A painting and a photo, layer by layer
+
+The per-layer style distance is the mean squared difference between two Gram matrices (a Gatys style
+loss term). Low layers compare colours and fine strokes; high layers compare larger motifs. With
+ImageNet weights the numbers mean more; with a random init (see the red label) they still compare
+the two images, but only through the architecture's random filters."""),
+    code("""corpus = sample_corpus()
+photo = corpus.subset(style="photo", subject="coffee").load(0, (SIZE, SIZE))
+painting = corpus.subset(style="pointillism", subject="coffee").load(0, (SIZE, SIZE))
+other_photo = corpus.subset(style="photo", subject="rocket").load(0, (SIZE, SIZE))
+model = backbone("vgg19", weights="auto")
+pairs = {
+    "pointillist coffee vs photo": style_distance(painting, photo, model=model),
+    "coffee photo vs rocket photo": style_distance(photo, other_photo, model=model),
+}
+pd.DataFrame({name: d.per_layer for name, d in pairs.items()})"""),
+    code("""style_distance_bars({name: d.per_layer for name, d in pairs.items()}, model)"""),
+    md("""## 3. The Gram inspector
+
+Choose a layer and a normalisation; channels are ordered by hierarchical clustering of *both* Grams
+together, so correlated channel groups form blocks that line up between the two heatmaps. Zoom with
+the block sliders. The bars show the per-layer distances. **Synthesise texture** starts from noise
+and matches the painting's Grams, previewing as it goes; **Stop** keeps the best image so far."""),
+    code("""from artlab.widgets import GramInspector
+
+inspector = GramInspector(model, painting, photo, names=("painting", "photo"), block=32)
+inspector"""),
+    md("""## 4. What a Gram forgets: shuffle the patches
+
+Cut the photo into tiles and shuffle them. The *content* (features at `relu4_2`, position by position)
+changes a lot as the tiles get smaller; the *style* (Grams) hardly moves, because a Gram sums over
+positions."""),
+    code("""tiles = [SIZE // 2, SIZE // 4, SIZE // 8]
+image_row({f"{t} px tiles": shuffle_patches(photo, t, seed=0) for t in tiles} | {"original": photo},
+          title="Shuffled patches")"""),
+    code("""pd.DataFrame(shuffle_experiment(model, photo, tiles=tiles))"""),
+    md("""## 5. What a Gram keeps: textures from Grams alone
+
+Starting from noise, optimise an image until its Grams match the painting's at a growing set of layers
+(conv1_1 only, then up to relu2_1, … relu5_1), as in Gatys et al.'s texture paper. Low layers alone
+reproduce colour and fine grain; adding higher layers brings back larger structures, but never the
+layout of the original."""),
+    code("""layer_sets = {"relu1_1": ["relu1_1"], "…relu2_1": ["relu1_1", "relu2_1"],
+              "…relu3_1": ["relu1_1", "relu2_1", "relu3_1"],
+              "…relu5_1": ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]}
+textures = {name: texture_from(model, painting, layers, steps=STEPS, seed=0) for name, layers in layer_sets.items()}
+image_row({"painting": painting} | textures, title="Textures synthesised from Grams", model=model)"""),
+    md("""## Where next
+
+* `artlab.gram.style_distance_matrix(model, images)` compares a whole set of images.
+* The style transfer lab (notebook 03) adds a content term to this texture loss."""),
+]
+nb = nbf.v4.new_notebook(cells=cells, metadata={
+    "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+    "language_info": {"name": "python"},
+})
+nbf.write(nb, "notebooks/02_gram_matrices.ipynb")
+print("wrote notebooks/02_gram_matrices.ipynb")
