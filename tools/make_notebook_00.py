@@ -1,8 +1,6 @@
 """Writes notebooks/00_start_here.ipynb (outputs empty). Edit here, re-run, commit the result."""
 
-import nbformat as nbf
-
-md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
+from notebook_writer import code, md, write
 cells = [
     md("""# Start here: how does a CNN see a painting?
 
@@ -70,9 +68,4 @@ viewer"""),
 * Your own collection: `Collection.from_folder("path/to/wikiart")` reads class subfolders or a metadata CSV.
 * `artlab demo` writes the whole tour as an HTML page; `artlab weights list` shows pretrained files."""),
 ]
-nb = nbf.v4.new_notebook(cells=cells, metadata={
-    "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-    "language_info": {"name": "python"},
-})
-nbf.write(nb, "notebooks/00_start_here.ipynb")
-print("wrote notebooks/00_start_here.ipynb")
+write(cells, "00_start_here.ipynb")

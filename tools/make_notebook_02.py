@@ -1,8 +1,6 @@
 """Writes notebooks/02_gram_matrices.ipynb (outputs empty). Edit here, re-run, commit the result."""
 
-import nbformat as nbf
-
-md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
+from notebook_writer import code, md, write
 cells = [
     md("""# Gram matrices: what "style" is to a CNN
 
@@ -87,9 +85,4 @@ image_row({"painting": painting} | textures, title="Textures synthesised from Gr
 * `artlab.gram.style_distance_matrix(model, images)` compares a whole set of images.
 * The style transfer lab (notebook 03) adds a content term to this texture loss."""),
 ]
-nb = nbf.v4.new_notebook(cells=cells, metadata={
-    "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-    "language_info": {"name": "python"},
-})
-nbf.write(nb, "notebooks/02_gram_matrices.ipynb")
-print("wrote notebooks/02_gram_matrices.ipynb")
+write(cells, "02_gram_matrices.ipynb")
