@@ -345,7 +345,7 @@ def backbone(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
-    channels_last: bool = True,
+    channels_last: bool = False,
     download: bool = True,
 ) -> Backbone:
     """Build a registered backbone in eval mode, its parameters frozen.
@@ -360,9 +360,10 @@ def backbone(
       * ``None`` (or ``"random"``): seeded random init.
       * a path to a ``.pth`` state dict: loaded with ``weights_only=True``.
 
-    ``channels_last`` runs convolutions in NHWC memory layout. It was measured ~25%
-    faster for VGG forward+backward on one 2-core CPU; with torch 2.15 here it is on
-    par (0.97-1.07x, ``benchmarks/bench_backbone.py``), so it stays on by default.
+    ``channels_last`` runs convolutions in NHWC memory layout. It was reported ~25%
+    faster for VGG forward+backward on a 2-core CPU, but with torch 2.15 here it
+    measures 0.91-1.07x (``benchmarks/bench_backbone.py``, ``bench_gram.py``), so it
+    is off by default; try it on your hardware.
     """
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)

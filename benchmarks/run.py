@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
-    results = {"machine": platform.platform(), "threads": torch.get_num_threads(), "benchmarks": {}}
+    out = HERE / "results.json"
+    # keep the other benchmarks' latest results when only some are run
+    previous = json.loads(out.read_text()).get("benchmarks", {}) if out.is_file() else {}
+    results = {"machine": platform.platform(), "threads": torch.get_num_threads(), "benchmarks": previous}
     for path in sorted(HERE.glob("bench_*.py")):
         name = path.stem.removeprefix("bench_")
         if args.names and name not in args.names:
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print("   " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         results["benchmarks"][name] = rows
-    (HERE / "results.json").write_text(json.dumps(results, indent=2))
+    out.write_text(json.dumps(results, indent=2))
     return 0
 
 
