@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
@@ -141,10 +142,10 @@ class Collection:
                 continue
             pending.append(i)
             if len(pending) == batch_size:
-                yield pending, _cat(tensors)
+                yield pending, torch.cat(tensors)
                 pending, tensors = [], []
         if pending:
-            yield pending, _cat(tensors)
+            yield pending, torch.cat(tensors)
 
     def to_frame(self):
         """A pandas DataFrame: path, label and every metadata column."""
@@ -212,12 +213,6 @@ class Collection:
                 f"no readable images in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}{detail})"
             )
         return cls(items, root, root.name, skipped, notes)
-
-
-def _cat(tensors: list[Tensor]) -> Tensor:
-    import torch
-
-    return torch.cat(tensors, 0)
 
 
 def _image_files(root: Path, recursive: bool) -> list[Path]:
