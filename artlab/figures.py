@@ -7,10 +7,9 @@ feature maps are never mistaken for an ImageNet-trained one's.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import io
 
 import matplotlib
 import numpy as np
