@@ -113,6 +113,8 @@ def _torchvision_files() -> list[KnownFile]:
 
 def known_files() -> list[KnownFile]:
     """All pretrained files artlab knows about, torchvision backbones first."""
+    import artlab.stylegan.pretrained  # noqa: F401  (registers the official StyleGAN2-ADA pickles)
+
     files = {f.key: f for f in _torchvision_files()}
     files.update(_EXTRA)
     return list(files.values())
