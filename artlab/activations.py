@@ -30,7 +30,7 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -570,6 +570,43 @@ def _pool(act: Tensor) -> Tensor:
     return act.to("cpu", torch.float32)
 
 
+def _batched_forward(
+    model: Backbone, sources: Sequence[Any], names: Sequence[str], todo: Sequence[int], layers: list[str], *,
+    size: int, batch_size: int, device: torch.device, skipped: list[tuple[str, str]],
+    pool: Callable[[Tensor], Tensor] = _pool, reuse: Callable[[int, Tensor], bool] | None = None,
+) -> Iterator[tuple[int, list[int], dict[str, Tensor]]]:
+    """artlab's one image-batching loop for per-image features (also behind :mod:`artlab.embed`).
+
+    Loads ``sources[i]`` for each ``i`` in ``todo`` as a size×size crop (shorter side
+    resized, centre crop), ``batch_size`` images at a time; runs one forward pass per
+    batch that stops at the deepest of ``layers``; and applies ``pool`` (N×C×H×W -> N×D on
+    the CPU) to every layer inside the loop, so full maps are dropped at once. Yields
+    (images of ``todo`` consumed, indices computed, {layer: pooled rows in that order})
+    after each batch, so callers can store, report progress or stop between batches.
+    Images that fail to load are appended to ``skipped`` as (name, reason);
+    ``reuse(i, image)`` may claim a loaded image (a cache hit on its content) so that it
+    skips the forward pass.
+    """
+    for start in range(0, len(todo), batch_size):
+        chunk, batch = [], []
+        for i in todo[start : start + batch_size]:
+            try:
+                image = load_images([sources[i]], size)
+            except ImageLoadError as exc:
+                skipped.append((names[i], exc.reason))
+                continue
+            if reuse is not None and reuse(i, image):
+                continue
+            chunk.append(i)
+            batch.append(image)
+        pooled: dict[str, Tensor] = {}
+        if batch:
+            acts = features(model, torch.cat(batch).to(device), layers)  # one forward, to the deepest layer
+            pooled = {layer: pool(acts[layer]) for layer in layers}  # full maps are dropped here
+            del acts
+        yield min(batch_size, len(todo) - start), chunk, pooled
+
+
 def _pool_set(
     model: Backbone, images: _ImageSet, layers: list[str], *, size: int, batch_size: int, progress: bool,
     cache: FeatureStore | None, device: torch.device, on_progress: ProgressFn | None,
@@ -591,35 +628,32 @@ def _pool_set(
                 vectors[i] = found
                 continue
         todo.append(i)
+
+    def reuse(i: int, image: Tensor) -> bool:
+        """In-memory images are keyed by content once loaded: a stored one skips the forward."""
+        if cache is None or i in keys:
+            return False
+        keys[i] = _image_key(images.sources[i], image)
+        found = cache.lookup(model, keys[i], layers, size)
+        if found is not None:
+            vectors[i] = found
+        return found is not None
+
     bar = tqdm(total=len(todo), desc=f"{images.label}: {model.name} features", unit="img", disable=not progress)
+    done = 0
     try:
-        for start in range(0, len(todo), batch_size):
-            chunk, batch = [], []
-            for i in todo[start : start + batch_size]:
-                try:
-                    image = load_images([images.sources[i]], size)
-                except ImageLoadError as exc:
-                    skipped.append((images.names[i], exc.reason))
-                    continue
-                if cache is not None and i not in keys:
-                    keys[i] = _image_key(images.sources[i], image)
-                    found = cache.lookup(model, keys[i], layers, size)
-                    if found is not None:
-                        vectors[i] = found
-                        continue
-                chunk.append(i)
-                batch.append(image)
-            if batch:
-                acts = features(model, torch.cat(batch).to(device), layers)  # one forward, to the deepest layer
-                pooled = {layer: _pool(acts[layer]) for layer in layers}  # full maps are dropped here
-                del acts
-                for row, i in enumerate(chunk):
-                    vectors[i] = {layer: pooled[layer][row].clone() for layer in layers}
-                    if cache is not None:
-                        cache.store(model, keys[i], vectors[i], size)
-            bar.update(min(batch_size, len(todo) - start))
+        for consumed, chunk, pooled in _batched_forward(
+            model, images.sources, images.names, todo, layers, size=size, batch_size=batch_size,
+            device=device, skipped=skipped, reuse=reuse,
+        ):
+            for row, i in enumerate(chunk):
+                vectors[i] = {layer: pooled[layer][row].clone() for layer in layers}
+                if cache is not None:
+                    cache.store(model, keys[i], vectors[i], size)
+            done += consumed
+            bar.update(consumed)
             if on_progress is not None:
-                on_progress(f"features {images.label}", min(start + batch_size, len(todo)), len(todo))
+                on_progress(f"features {images.label}", done, len(todo))
     finally:
         bar.close()
     if skipped:

@@ -1,4 +1,4 @@
-"""The ``artlab`` command: the tour, JupyterLab, the sample corpus and pretrained files."""
+"""The ``artlab`` command: the tour, JupyterLab, the curator app, the sample corpus and pretrained files."""
 
 from __future__ import annotations
 
@@ -42,6 +42,22 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     cmd += args.jupyter_args
     print("starting:", " ".join(cmd))
     return subprocess.call(cmd)
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from artlab import explore
+
+    try:
+        options = explore.check_options(
+            args.folder, model=args.model, weights=None if args.weights == "random" else args.weights,
+            layer=args.layer, pooling=args.pooling, size=args.size, cache_dir=args.cache_dir,
+            device=args.device, seed=args.seed, csv_path=args.csv,
+        )
+        port = explore.check_port(args.port)
+    except explore.ExploreError as exc:
+        print(f"artlab explore: {exc}", file=sys.stderr)
+        return 2
+    return explore.serve(options, port=port, open_browser=not args.no_browser)
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
@@ -104,6 +120,28 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--dir", help="notebooks folder (default: the checkout's notebooks/)")
     lab.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
     lab.set_defaults(func=_cmd_lab)
+
+    explore = sub.add_parser(
+        "explore", help="open a folder of images as an embedding map (a no-code Voilà app)",
+        description="Embed every image of FOLDER with a CNN (cached, so the next launch is instant) and open "
+                    "an interactive map of the collection in the browser: select points to see the images.",
+    )
+    explore.add_argument("folder", help="folder of images (class subfolders and a metadata.csv are optional)")
+    explore.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    explore.add_argument("--no-browser", action="store_true", help="print the URL but do not open a browser")
+    explore.add_argument("--model", default="vgg19", help="backbone, e.g. vgg19, resnet50 (default: vgg19)")
+    explore.add_argument("--weights", default="auto",
+                         help="'auto' (ImageNet if cached, else a labelled random init), 'imagenet', "
+                              "'random' or a .pth file (default: auto)")
+    explore.add_argument("--layer", help="layer to embed (default: the model's usual one)")
+    explore.add_argument("--pooling", default="mean", help="mean, mean+std or gram (default: mean)")
+    explore.add_argument("--size", type=int, default=224, help="image side in pixels (default: 224)")
+    explore.add_argument("--cache-dir", help="embedding cache (default: ~/.cache/artlab/embeddings)")
+    explore.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
+    explore.add_argument("--seed", type=int, default=0, help="seed of a random init and of the map")
+    explore.add_argument("--csv", help="where the page's Export CSV button writes "
+                                       "(default: ./FOLDERNAME_selection.csv)")
+    explore.set_defaults(func=_cmd_explore)
 
     corpus = sub.add_parser("corpus", help="build (if needed) and describe the built-in sample corpus")
     corpus.add_argument("--rebuild", action="store_true")

@@ -1,0 +1,158 @@
+"""``artlab explore`` in a real browser: the Voilà page of a small folder shows the
+embedding progress, then the map; a box selection fills the thumbnail grid.
+
+The server is started by :func:`artlab.explore.start_server` (what the command
+runs) with private Jupyter dirs and an embedding cache under ``tmp_path``, and is
+stopped at the end with its kernels. The page is opened in headless chromium
+(no JupyterLab involved), with console errors collected as in the other browser
+tests.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+
+import pytest
+
+import lab
+from artlab import explore
+
+#: the page's widget texts (see widgets/curator_app.py and widgets/embedding_map.py)
+RED_LABEL = "random weights, not ImageNet features"
+
+_PLOT_STATE_JS = """() => {
+  const gd = document.querySelector('.js-plotly-plot');
+  if (!gd || !gd._fullData || !gd._fullLayout) return null;
+  const images = gd._fullData[0];  // the map's points: the first trace
+  const canvases = Array.from(gd.querySelectorAll('canvas')).filter(c => c.width > 0 && c.height > 0);
+  const box = gd.querySelector('.nsewdrag');
+  return {points: images ? images._length : 0, canvases: canvases.length,
+          dragbox: box ? box.getBoundingClientRect().toJSON() : null};
+}"""
+
+_PROGRESS_JS = """() => {
+  const bar = document.querySelector('.artlab-curator-app .widget-hprogress');
+  const status = document.querySelector('.artlab-curator-app .artlab-status');
+  return {bar: !!bar && bar.offsetParent !== null, status: status ? status.innerText : null};
+}"""
+
+
+@pytest.fixture()
+def folder(tmp_path, corpus):
+    """12 images of the sample corpus in two class subfolders."""
+    root = tmp_path / "collection"
+    for item in [i for i in corpus.items if i.label in ("photo", "kmeans")][:12]:
+        target = root / item.label / item.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(item.path, target)
+    return root
+
+
+@pytest.fixture()
+def explore_server(folder, tmp_path):
+    """``artlab explore FOLDER --size 64`` (model vgg19, weights auto: a random init offline)."""
+    pytest.importorskip("psutil")
+    options = explore.check_options(folder, size=64, cache_dir=tmp_path / "embeddings",
+                                    csv_path=tmp_path / "selection.csv")
+    env = lab.jupyter_server_env(tmp_path / "jupyter")  # the user's Jupyter config stays out of it
+    server = explore.start_server(options, env=env, log=tmp_path / "voila.log", startup_timeout_s=120)
+    server.kernels = kernels = []  # the test adds the kernel processes it sees
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert server.process.poll() is not None, "voila still running"
+        assert not [k for k in kernels if k.is_running()], "kernel processes left behind"
+        assert not server.files.directory.exists()
+
+
+@pytest.fixture()
+def app_page(browser, explore_server, console_errors, request, tmp_path):
+    context = browser.new_context(viewport=lab.VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    lab.collect_console_errors(page, console_errors)
+    try:
+        yield page
+    finally:
+        if getattr(getattr(request.node, "rep_call", None), "failed", False):
+            try:
+                print(f"\n[browser] failure screenshot: {lab.screenshot(page, tmp_path / 'failure.png')}")
+            except Exception as exc:
+                print(f"\n[browser] no failure screenshot: {exc}")
+            print(f"[browser] console errors: {console_errors}")
+            print(f"[browser] voila log tail:\n{explore_server.log_tail(40)}")
+        context.close()
+
+
+def _poll(probe, what: str, timeout_s: float):
+    """Call ``probe()`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise lab.LabTimeout(f"{what} not seen after {timeout_s:.0f}s")
+        time.sleep(0.1)
+
+
+def test_explore_page_embeds_then_maps_and_selection_fills_the_grid(app_page, explore_server, folder,
+                                                                   console_errors):
+    import psutil
+
+    page = app_page
+    t0 = time.monotonic()
+    # Voilà runs the app notebook when the page is requested; the app then works in a thread.
+    page.goto(explore_server.url, wait_until="domcontentloaded", timeout=180_000)
+    print(f"[timing] page loaded after {time.monotonic() - t0:.1f}s")
+    assert page.title() == "collection · artlab explore"
+    explore_server.kernels += psutil.Process(explore_server.process.pid).children(recursive=True)
+    assert explore_server.kernels, "no kernel runs under the voila server"
+
+    # 1. progress first: the bar and a status line, no map yet. (The app builds vgg19 and embeds
+    # 12 images before any map exists: seconds, while the page renders in about one.)
+    def progress():
+        state = page.evaluate(_PROGRESS_JS)
+        return state if state["bar"] and state["status"] else None
+
+    first = _poll(progress, "the progress bar", 120)
+    assert page.evaluate(_PLOT_STATE_JS) is None, "a map was already there"
+    print(f"[timing] progress shown after {time.monotonic() - t0:.1f}s: {first['status']!r}")
+
+    # 2. then the map: a WebGL scatter with one point per image, the bar gone
+    def map_ready():
+        plot = page.evaluate(_PLOT_STATE_JS)
+        return plot if plot and plot["points"] == 12 and plot["canvases"] and plot["dragbox"] else None
+
+    plot = _poll(map_ready, "the scatter with 12 points", 180)
+    print(f"[timing] map shown after {time.monotonic() - t0:.1f}s")
+    final = page.evaluate(_PROGRESS_JS)
+    assert not final["bar"] and re.search(r"12 images embedded \(12 computed", final["status"]), final
+
+    # the model label is visible, in red: no ImageNet weights on this machine
+    labels = page.locator(f"span:has-text('{RED_LABEL}'):visible")
+    assert labels.count() >= 1
+    assert labels.first.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(192, 57, 43)"
+    # no code anywhere in the page (Voilà strips the cell's source)
+    text = page.locator("body").inner_text()
+    assert "CuratorApp(" not in text and "from artlab" not in text
+    assert page.locator(".jp-InputArea:visible, .jp-InputArea-editor:visible").count() == 0
+
+    # 3. a box selection over the whole plot area, dragged as a user does
+    box = plot["dragbox"]
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=5)
+    page.mouse.up()
+    loaded_thumbs = """() => Array.from(document.querySelectorAll('.artlab-thumb img'))
+                         .filter(img => img.complete && img.naturalWidth > 0).length"""
+    _poll(lambda: page.evaluate(loaded_thumbs) == 12, "12 thumbnails in the selection grid", 60)
+    print(f"[timing] selection grid filled after {time.monotonic() - t0:.1f}s")
+    names = page.locator(".artlab-thumb").all_inner_texts()
+    assert sorted(n.strip() for n in names) == sorted(p.name for p in folder.rglob("*.png"))
+
+    assert console_errors == []

@@ -1,0 +1,68 @@
+"""TransferLab in a real JupyterLab: Run shows a live preview and loss curves, a slider
+change mid-run restarts warm, Stop ends the run and keeps the image; no console errors."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+
+import lab
+
+SETUP = """\
+import warnings
+import torch
+from artlab.gram import ReceptiveFieldWarning
+from artlab.models import backbone
+from artlab.widgets import TransferLab
+
+warnings.simplefilter("ignore", ReceptiveFieldWarning)  # 64 px is below tiny_vgg's receptive field (speed)
+g = torch.Generator().manual_seed(0)
+content = torch.rand(1, 3, 48, 64, generator=g)
+style = torch.rand(1, 3, 48, 48, generator=g) * 0.5
+transfer_lab = TransferLab(content, style, backbone("tiny_vgg", weights=None), size=64, steps=1000,
+                           preview_every=2, preview_size=32, quick_steps=3, output_dir="transfer-output")
+transfer_lab"""
+
+
+def _preview_src(page) -> str:
+    return page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image").first.get_attribute("src") or ""
+
+
+@pytest.mark.timeout(420)  # generous: the shared 2-core machine can be very busy
+def test_transfer_lab_in_the_browser(jupyter_server, page, console_errors, tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SETUP)])
+    relpath = jupyter_server.write_notebook(nb, "transfer_lab.ipynb")
+    lab.open_notebook(page, jupyter_server, relpath, timeout_s=90)
+    lab.run_all_cells(page, timeout_s=120)
+    lab.wait_widgets_rendered(page, minimum=1)
+    assert lab.error_outputs(page) == []
+    lab.wait_for_text(page, ".widget-html", "press Run")
+    page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot").first.wait_for(timeout=30_000)
+    before = _preview_src(page)
+
+    lab.click_button(page, "Run")
+    lab.wait_for_text(page, ".widget-html", re.compile(r"step \d+/1000"), timeout_s=60)
+    page.wait_for_function(
+        "([sel, before]) => { const img = document.querySelector(sel);"
+        " return img && img.src !== before && img.complete && img.naturalWidth > 0; }",
+        arg=[f"{lab.NOTEBOOK_PANEL} img.widget-image", before], timeout=60_000)
+    # the loss curves grew a line
+    page.wait_for_function(
+        "sel => Array.from(document.querySelectorAll(sel)).some(p => (p.getAttribute('d') || '').length > 20)",
+        arg=f"{lab.NOTEBOOK_PANEL} .js-plotly-plot .scatterlayer path.js-line", timeout=60_000)
+
+    lab.set_slider(page, "log10 ratio", 3)  # mid-run: a warm restart, not a new run
+    lab.wait_for_text(page, ".widget-html", re.compile(r"warm restart · step \d+/1000"), timeout_s=60)
+
+    lab.click_button(page, "Stop")
+    status = lab.wait_for_text(page, ".widget-html", re.compile(r"stopped · kept the best image"), timeout_s=60)
+    print(f"\nstatus after Stop: {status}")
+    lab.click_button(page, "Save PNG")
+    saved = lab.wait_for_text(page, ".widget-html", re.compile(r"saved .*transfer-001\.png"), timeout_s=30)
+    print(f"save note: {saved}")
+    assert (jupyter_server.root_dir / "transfer-output" / "transfer-001.png").is_file()
+    lab.screenshot(page, tmp_path / "transfer_lab.png")
+    assert lab.error_outputs(page) == []
+    assert console_errors == []

@@ -1,0 +1,540 @@
+"""artlab.embed: cached collection embeddings, maps, neighbours, linear probe and fine-tuning."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from artlab import embed as E
+from artlab.data import Collection
+from artlab.figures import ArtlabFigure
+from artlab.gram import gram
+from artlab.images import load_images, save_image
+from artlab.models import backbone, features
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread while this module runs: its tensors are tiny, and on the shared
+    2-core test machine two threads made MobileNet training steps 20× slower (measured)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return backbone("tiny_vgg", weights=None, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_resnet():
+    return backbone("tiny_resnet", weights=None, seed=0)
+
+
+class _ForwardCounter:
+    """Counts forward passes and images through a model (a forward hook; use as a context manager)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.calls, self.images = model, 0, 0
+
+    def __enter__(self):
+        def hook(_module, inputs, _output):
+            self.calls += 1
+            self.images += inputs[0].shape[0]
+
+        self.handle = self.model.register_forward_hook(hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.remove()
+
+
+def _folder(root: Path, n: int, *, classes: tuple[str, ...] = ("a", "b"), size: int = 40, seed: int = 0) -> list[Path]:
+    """n random-noise PNGs spread over class subfolders (distinct content, reproducible)."""
+    g = torch.Generator().manual_seed(seed)
+    paths = []
+    for i in range(n):
+        path = root / classes[i % len(classes)] / f"img{i:03d}.png"
+        save_image(torch.rand(1, 3, size, size, generator=g), path)
+        paths.append(path)
+    return paths
+
+
+def _embed(images, model, tmp_path, **kw):
+    kw.setdefault("size", 32)
+    kw.setdefault("progress", False)
+    kw.setdefault("cache_dir", tmp_path / "cache")
+    return E.embed(images, model, **kw)
+
+
+def _shards(cache: Path) -> list[Path]:
+    return sorted(cache.glob("*/shards/*.npy"))
+
+
+# --------------------------------------------------------------------------- embed and its cache
+
+
+def test_embed_a_collection_then_read_it_back_from_the_cache(tiny, corpus, tmp_path):
+    with _ForwardCounter(tiny) as count:
+        emb = _embed(corpus, tiny, tmp_path, layer="relu3_1", batch_size=16)
+    assert count.calls == 3 and count.images == 36  # 36 images in batches of 16
+    assert emb.vectors.shape == (36, 24) and emb.vectors.dtype == np.float32
+    assert emb.paths == [str(p) for p in corpus.paths]
+    pd.testing.assert_frame_equal(emb.meta, corpus.to_frame())  # path, label, every metadata column, same order
+    assert emb.model_label == tiny.label and emb.pretrained is False
+    assert (emb.layer, emb.pooling, emb.size) == ("relu3_1", "mean", 32)
+    assert any("random weights" in n for n in emb.notes)
+    assert (emb.n_cached, emb.n_computed) == (0, 36) and not emb.skipped and not emb.duplicates
+    direct = features(tiny, corpus.load_all(32), "relu3_1")["relu3_1"].mean(dim=(2, 3))
+    np.testing.assert_allclose(emb.vectors, direct.numpy(), atol=1e-5)
+
+    seen = []
+    with _ForwardCounter(tiny) as count:
+        again = _embed(corpus, tiny, tmp_path, layer="relu3_1", on_progress=lambda d, t: seen.append((d, t)))
+    assert count.calls == 0 and (again.n_cached, again.n_computed) == (36, 0)
+    assert seen == [(36, 36)]
+    assert np.array_equal(again.vectors, emb.vectors)
+    # a different layer, pooling, size or weights is another cache entry
+    with _ForwardCounter(tiny) as count:
+        _embed(corpus.subset(range(4)), tiny, tmp_path, layer="relu2_1")
+        _embed(corpus.subset(range(4)), tiny, tmp_path, layer="relu3_1", pooling="mean+std")
+        _embed(corpus.subset(range(4)), tiny, tmp_path, layer="relu3_1", size=40)
+    assert count.images == 12
+    other = backbone("tiny_vgg", weights=None, seed=1)
+    with _ForwardCounter(other) as count:
+        _embed(corpus.subset(range(4)), other, tmp_path, layer="relu3_1")
+    assert count.images == 4
+    configs = sorted(p.name for p in (tmp_path / "cache").iterdir() if p.is_dir())
+    assert len(configs) == 5 and all(name.startswith("tiny_vgg-relu") for name in configs)
+
+
+def test_poolings_and_default_layers(tiny, tiny_resnet, corpus, tmp_path):
+    photos = corpus.subset(domain="photo")
+    assert E.default_layer(tiny) == "relu4_2" and E.default_layer(tiny_resnet) == "layer4"
+    dims = {p: _embed(photos, tiny, tmp_path, layer="relu2_1", pooling=p).vectors.shape[1] for p in E.POOLINGS}
+    assert dims == {"mean": 16, "mean+std": 32, "gram": 136}  # 16 channels; triangle 16·17/2 ≤ 256 kept whole
+    both = _embed(photos, tiny, tmp_path, layer="relu2_1", pooling="mean+std").vectors
+    maps = features(tiny, photos.load_all(32), "relu2_1")["relu2_1"]
+    np.testing.assert_allclose(both[:, 16:], maps.std(dim=(2, 3), unbiased=False).numpy(), atol=1e-5)
+    res = _embed(photos, tiny_resnet, tmp_path, pooling="gram")
+    assert res.layer == "layer4.0" and res.vectors.shape == (6, E.GRAM_DIM)  # 512 channels projected
+    with pytest.raises(ValueError, match="spatial maps"):
+        _embed(photos, tiny_resnet, tmp_path, layer="fc", pooling="mean+std")
+    with pytest.raises(ValueError, match="unknown pooling"):
+        _embed(photos, tiny, tmp_path, pooling="max")
+    with pytest.raises(ValueError, match="Valid layers"):
+        _embed(photos, tiny, tmp_path, layer="relu9_9")
+
+
+def test_gram_pooling_keeps_distances_between_gram_matrices(tiny, corpus, tmp_path):
+    images = corpus.subset(range(0, 36, 3))
+    maps = features(tiny, images.load_all(32), ["relu1_1", "relu4_1"])
+    for layer, projected in (("relu1_1", False), ("relu4_1", True)):  # 8 channels: 36 values; 32: 528 -> 256
+        vectors = _embed(images, tiny, tmp_path, layer=layer, pooling="gram").vectors.astype(np.float64)
+        g = gram(maps[layer], "hw").flatten(1).double().numpy()
+        iu = np.triu_indices(len(g), 1)
+        exact = np.linalg.norm(g[:, None] - g[None], axis=2)[iu]
+        approx = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)[iu]
+        if not projected:
+            np.testing.assert_allclose(approx, exact, rtol=1e-4)  # the √2-weighted triangle is an isometry
+        else:
+            assert vectors.shape[1] == E.GRAM_DIM
+            assert np.median(np.abs(approx / exact - 1)) < 0.15  # Johnson–Lindenstrauss: small relative error
+            assert np.corrcoef(approx, exact)[0, 1] > 0.95
+    # the projection is fixed by its seed, not by the data: another subset gives the same rows
+    part = _embed(images.subset(range(3)), tiny, tmp_path / "other", layer="relu4_1", pooling="gram").vectors
+    np.testing.assert_allclose(part, vectors[:3], atol=1e-6)
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from artlab.embed import embed
+    from artlab.models import backbone
+
+    def hold(done, total):
+        print(f"BATCH {done} {total}", flush=True)
+        time.sleep(120)  # the parent kills us here, after the first batch was written
+
+    embed(sys.argv[1], backbone("tiny_vgg", weights=None, seed=0), "relu2_1", size=32, batch_size=4,
+          cache_dir=sys.argv[2], progress=False, on_progress=hold)
+""")
+
+
+def test_a_killed_run_loses_nothing_and_the_next_call_computes_only_the_rest(tiny, tmp_path):
+    paths = _folder(tmp_path / "images", 10)
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path / "images"), str(cache)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # as in this process (fixture above)
+    timer = threading.Timer(90, proc.kill)  # never hang the suite if the child misbehaves
+    timer.start()
+    try:
+        line = proc.stdout.readline()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        timer.cancel()
+    assert line.strip() == "BATCH 4 10", proc.stderr.read()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(_shards(cache)) == 1  # the first batch reached the disk before progress was reported
+
+    with _ForwardCounter(tiny) as count:
+        resumed = E.embed(tmp_path / "images", tiny, "relu2_1", size=32, batch_size=4, cache_dir=cache,
+                          progress=False)
+    assert count.images == 6 and count.calls == 2  # only the 6 missing images, in batches of 4
+    assert (resumed.n_cached, resumed.n_computed) == (4, 6)
+    fresh = E.embed(tmp_path / "images", tiny, "relu2_1", size=32, batch_size=4, cache_dir=tmp_path / "fresh",
+                    progress=False)
+    assert resumed.paths == fresh.paths == [str(p) for p in sorted(paths)]
+    assert np.array_equal(resumed.vectors, fresh.vectors)  # identical to an uninterrupted run
+
+
+def test_stopping_from_the_callback_keeps_finished_batches_and_many_shards_are_merged(tiny, tmp_path):
+    _folder(tmp_path / "images", 9)
+    cache = tmp_path / "cache"
+
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        E.embed(tmp_path / "images", tiny, size=32, batch_size=2, cache_dir=cache, progress=False, on_progress=stop)
+    assert len(_shards(cache)) == 1
+    seen = []
+    emb = E.embed(tmp_path / "images", tiny, size=32, batch_size=1, cache_dir=cache, progress=False,
+                  on_progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(d, 9) for d in range(3, 10)] and emb.n_computed == 7
+    # 1 + 7 shards: below the merge threshold; one more small run pushes it over
+    assert len(_shards(cache)) == 8
+    _folder(tmp_path / "more", 10, seed=1)
+    E.embed(tmp_path / "more", tiny, size=32, batch_size=1, cache_dir=cache, progress=False)
+    assert len(_shards(cache)) == 1  # 18 shards merged into one
+    with _ForwardCounter(tiny) as count:
+        both = E.embed([*sorted((tmp_path / "images").rglob("*.png")), *sorted((tmp_path / "more").rglob("*.png"))],
+                       tiny, size=32, cache_dir=cache, progress=False)
+    assert count.calls == 0 and len(both) == 19
+    np.testing.assert_array_equal(both.vectors[:9], emb.vectors)
+    # a damaged shard costs recomputation, never a crash
+    _shards(cache)[0].write_bytes(b"not a numpy file")
+    with _ForwardCounter(tiny) as count:
+        repaired = E.embed(tmp_path / "images", tiny, size=32, cache_dir=cache, progress=False)
+    assert count.images == 9 and any("unreadable cache shard" in n for n in repaired.notes)
+    np.testing.assert_allclose(repaired.vectors, emb.vectors, atol=1e-6)
+
+
+def test_duplicates_renames_and_changed_folders(tiny, tmp_path):
+    folder = tmp_path / "images"
+    paths = _folder(folder, 6)
+    shutil.copy(paths[0], folder / "b" / "copy_of_0.png")
+    (folder / "c").mkdir()
+    shutil.copy(paths[0], folder / "c" / "another_copy.png")
+    with _ForwardCounter(tiny) as count:
+        emb = _embed(folder, tiny, tmp_path)
+    assert count.images == 6 and len(emb) == 8  # the two copies were not computed again but keep their rows
+    (digest, group), = emb.duplicates.items()
+    assert sorted(group) == sorted([str(paths[0]), str(folder / "b" / "copy_of_0.png"),
+                                    str(folder / "c" / "another_copy.png")])
+    rows = [emb.paths.index(p) for p in group]
+    assert all(np.array_equal(emb.vectors[r], emb.vectors[rows[0]]) for r in rows)
+    assert all(emb.hashes[r] == digest for r in rows)
+    assert any("duplicate" in n for n in emb.notes)
+
+    # images added, removed and renamed since the cache was written: only the new ones are computed
+    paths[1].unlink()
+    paths[2].rename(folder / "a" / "renamed.png")
+    new = _folder(tmp_path / "new", 2, seed=7)
+    for p in new:
+        shutil.move(p, folder / "a" / f"new_{p.name}")
+    with _ForwardCounter(tiny) as count:
+        changed = _embed(folder, tiny, tmp_path)
+    assert count.images == 2 and (changed.n_cached, changed.n_computed) == (6 - 1, 2)
+    assert str(paths[1]) not in changed.paths and len(changed) == 8 - 1 + 2
+    old = emb.vectors[emb.paths.index(str(paths[2]))]
+    assert np.array_equal(changed.vectors[changed.paths.index(str(folder / "a" / "renamed.png"))], old)
+
+
+def test_unusable_input_is_refused_or_skipped_with_reasons(tiny, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no readable images"):
+        _embed(tmp_path / "empty", tiny, tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        _embed(tmp_path / "nowhere", tiny, tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "zero.png").write_bytes(b"")
+    (broken / "text.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match="2 unreadable"):
+        _embed(broken, tiny, tmp_path)
+    good = _folder(tmp_path / "truncated", 1)[0]
+    truncated = tmp_path / "truncated" / "a" / "cut.png"
+    truncated.write_bytes(good.read_bytes()[:200])  # a valid header, then nothing: fails only when decoded
+    only_truncated = tmp_path / "only_truncated"
+    only_truncated.mkdir()
+    shutil.copy(truncated, only_truncated / "cut.png")
+    with pytest.raises(ValueError, match="none of the 1 image"):
+        _embed(only_truncated, tiny, tmp_path)
+    emb = _embed(tmp_path / "truncated", tiny, tmp_path)
+    assert emb.paths == [str(good)]
+    assert [p for p, _ in emb.skipped] == [str(truncated)] and any("skipped 1" in n for n in emb.notes)
+    listed = _embed([good, tmp_path / "missing.png"], tiny, tmp_path)
+    assert len(listed) == 1 and listed.skipped == [(str(tmp_path / "missing.png"), "file not found")]
+    with pytest.raises(ValueError, match="empty list"):
+        _embed([], tiny, tmp_path)
+    with pytest.raises(TypeError, match="nearest"):
+        _embed(torch.rand(2, 3, 32, 32), tiny, tmp_path)
+    with pytest.raises(ValueError, match="batch_size"):
+        _embed([good], tiny, tmp_path, batch_size=0)
+
+
+def test_metadata_problems_of_the_collection_reach_the_notes(tiny, tmp_path):
+    folder = tmp_path / "images"
+    paths = _folder(folder, 4)
+    with open(folder / "metadata.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "artist", "year"])
+        writer.writerows([[str(p.relative_to(folder)), f"artist{i % 2}", 1900 + i] for i, p in enumerate(paths[:3])])
+        writer.writerow(["a/gone.png", "ghost", 1800])  # a row without a file
+    emb = _embed(folder, tiny, tmp_path)  # and paths[3] has no row
+    assert len(emb) == 4 and list(emb.meta.columns) == ["path", "label", "artist", "year"]
+    assert any("1 row(s)" in n and "gone.png" in n for n in emb.notes)
+    assert any("1 image(s) have no row" in n for n in emb.notes)
+    assert emb.labels == ["artist0", "artist0", "artist1", None]  # a/img000, a/img002, b/img001, b/img003
+
+
+def test_subset_frame_and_csv(tiny, corpus, tmp_path):
+    emb = _embed(corpus, tiny, tmp_path, layer="relu1_1")
+    painted = emb.subset(emb.meta["domain"] == "painting")
+    assert len(painted) == 30 and set(painted.meta["domain"]) == {"painting"}
+    picked = emb.subset([5, 0])
+    assert picked.paths == [emb.paths[5], emb.paths[0]] and np.array_equal(picked.vectors, emb.vectors[[5, 0]])
+    with pytest.raises(ValueError, match="one entry per image"):
+        emb.subset(np.ones(3, dtype=bool))
+    xy = E.pca_2d(emb)
+    frame = emb.to_frame(vectors=True, extra={"x": xy[:, 0], "y": xy[:, 1]})
+    assert list(frame.columns[:7]) == ["path", "label", "subject", "domain", "style", "x", "y"]
+    assert frame.shape == (36, 7 + 8)
+    out = emb.save_csv(tmp_path / "out" / "emb.csv", columns=["path", "style"], extra={"x": xy[:, 0]})
+    back = pd.read_csv(out)
+    assert list(back.columns) == ["path", "style", "x"] + [f"f{j}" for j in range(8)]
+    np.testing.assert_allclose(back[[f"f{j}" for j in range(8)]].to_numpy(), emb.vectors, rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown columns"):
+        emb.save_csv(tmp_path / "x.csv", columns=["artist"])
+
+
+# --------------------------------------------------------------------------- maps
+
+
+@pytest.fixture(scope="module")
+def corpus_vectors(tiny, corpus, tmp_path_factory):
+    return _embed(corpus, tiny, tmp_path_factory.mktemp("maps"), layer="relu3_1", pooling="mean+std")
+
+
+@pytest.fixture(scope="module")
+def umap_maps(corpus_vectors):
+    """Every UMAP of the file, made once (the first UMAP in a process compiles numba code for ~20 s)."""
+    seconds = E.warm_up_umap()
+    return seconds, {
+        "2d": E.umap_2d(corpus_vectors, seed=0),
+        "2d again": E.umap_2d(corpus_vectors, seed=0),
+        "2d seed 1": E.umap_2d(corpus_vectors, seed=1),
+        "3d": E.project("umap", corpus_vectors, dims=3, seed=0, pca=None, metric="euclidean"),
+    }
+
+
+def test_umap_maps_are_seeded_and_reproducible(umap_maps):
+    seconds, maps = umap_maps
+    assert seconds > 0
+    assert maps["2d"].shape == (36, 2) and maps["3d"].shape == (36, 3)
+    assert np.isfinite(maps["2d"]).all() and np.isfinite(maps["3d"]).all()
+    assert np.array_equal(maps["2d"], maps["2d again"])
+    assert not np.allclose(maps["2d"], maps["2d seed 1"])
+    with pytest.raises(ValueError, match="at least 4"):
+        E.umap_2d(np.zeros((3, 5)))
+
+
+def test_pca_and_tsne_maps(corpus_vectors):
+    xy = E.pca_2d(corpus_vectors)
+    centred = corpus_vectors.vectors - corpus_vectors.vectors.mean(0)
+    top = np.linalg.svd(centred, full_matrices=False)[1][:2] ** 2
+    np.testing.assert_allclose((xy.astype(np.float64) ** 2).sum(0), top, rtol=1e-3)  # the two largest variances
+    assert E.pca_3d(corpus_vectors).shape == (36, 3) and E.project("pca", np.eye(2, 5), dims=3).shape == (2, 3)
+    t1 = E.tsne_2d(corpus_vectors, seed=0)
+    assert t1.shape == (36, 2) and np.array_equal(t1, E.project("tsne", corpus_vectors, seed=0))
+    with pytest.raises(ValueError, match="unknown method"):
+        E.project("mds", corpus_vectors)
+    with pytest.raises(ValueError, match="NaN"):
+        E.pca_2d(np.array([[0.0, np.nan], [1.0, 2.0]]))
+
+
+# --------------------------------------------------------------------------- neighbours
+
+
+def test_nearest_neighbours_by_index_path_image_and_vector(tiny, corpus, tmp_path):
+    emb = _embed(corpus, tiny, tmp_path, layer="relu3_1")
+    table = E.nearest(emb, 0, k=5)
+    assert list(table.columns[:5]) == ["rank", "index", "path", "similarity", "label"]
+    assert list(table["rank"]) == [1, 2, 3, 4, 5] and 0 not in set(table["index"])
+    unit = emb.vectors / np.linalg.norm(emb.vectors, axis=1, keepdims=True)
+    sims = unit @ unit[0]
+    expected = [i for i in np.argsort(-sims, kind="stable") if i != 0][:5]
+    assert list(table["index"]) == expected
+    np.testing.assert_allclose(table["similarity"], sims[expected], atol=1e-6)
+    assert table["path"].tolist() == [emb.paths[i] for i in expected]
+    pd.testing.assert_frame_equal(E.nearest(emb, emb.paths[0], k=5), table)
+    by_vector = E.nearest(emb, emb.vectors[0], k=4)  # a vector query is not an embedded image: 0 comes first
+    assert list(by_vector["index"]) == [0, *expected[:3]] and by_vector["similarity"][0] == pytest.approx(1.0)
+
+    # an image from outside the collection goes through the same preprocessing and model
+    outside = corpus.load(7)
+    found = E.nearest(emb, outside, k=3, model=tiny)
+    assert found["index"].iloc[0] == 7 and found["similarity"].iloc[0] == pytest.approx(1.0, abs=1e-5)
+    copy = tmp_path / "copy.png"
+    shutil.copy(corpus.paths[9], copy)
+    assert E.nearest(emb, copy, k=1)["index"].iloc[0] == 9  # same bytes: found by hash, no model needed
+    with pytest.raises(ValueError, match="pass model="):
+        E.nearest(emb, outside, k=3)
+    with pytest.raises(ValueError, match="made with"):
+        E.nearest(emb, outside, k=3, model=backbone("tiny_vgg", weights=None, seed=1))
+    with pytest.raises(ValueError, match="values"):
+        E.nearest(emb, np.zeros(5), k=3)
+    with pytest.raises(IndexError):
+        E.nearest(emb, 36)
+    assert len(E.nearest(emb, 3, k=100)) == 35
+
+
+# --------------------------------------------------------------------------- linear probe
+
+
+def _synthetic(vectors: np.ndarray, labels: list, hashes: list[str] | None = None) -> E.Embeddings:
+    n = len(vectors)
+    paths = [f"img{i}.png" for i in range(n)]
+    hashes = hashes or [f"{i:064x}" for i in range(n)]
+    duplicates = {}
+    for h in set(hashes):
+        group = [p for p, g in zip(paths, hashes) if g == h]
+        if len(group) > 1:
+            duplicates[h] = group
+    return E.Embeddings(vectors.astype(np.float32), paths, pd.DataFrame({"path": paths, "label": labels}),
+                        "synthetic", False, "relu3_1", "mean", 32, duplicates=duplicates, hashes=hashes)
+
+
+def test_linear_probe_separable_and_random_labels():
+    rng = np.random.default_rng(0)
+    labels = ["monet", "seurat", "turner"] * 10
+    centres = {"monet": 0, "seurat": 1, "turner": 2}
+    x = rng.normal(size=(30, 6)) + 6 * np.eye(6)[[centres[v] for v in labels]]  # six standard deviations apart
+    probe = E.linear_probe(_synthetic(x, labels), folds=5, seed=0)
+    assert probe.accuracy == 1.0 and probe.balanced_accuracy == 1.0 and probe.folds == 5
+    assert probe.classes == ["monet", "seurat", "turner"] and probe.chance == pytest.approx(1 / 3)
+    assert np.array_equal(probe.confusion, np.diag([10, 10, 10])) and probe.misclassified == []
+    assert set(probe.report.index) >= {"monet", "seurat", "turner", "macro avg"}
+    assert len(probe.fold_accuracies) == 5 and probe.accuracy_std == 0.0
+    noise = E.linear_probe(_synthetic(rng.normal(size=(30, 6)), labels), folds=5, seed=0)
+    assert noise.accuracy < 0.7 and noise.confusion.sum() == 30
+    assert len(noise.misclassified) == 30 - int(np.trace(noise.confusion))
+    again = E.linear_probe(_synthetic(x, labels), folds=5, seed=0)
+    assert again.fold_accuracies == probe.fold_accuracies and np.array_equal(again.predictions, probe.predictions)
+    frame = probe.to_frame()
+    assert list(frame.columns) == ["index", "path", "label", "predicted", "correct"] and frame["correct"].all()
+    fig = noise.plot_confusion()
+    assert isinstance(fig, ArtlabFigure) and fig._repr_png_().startswith(b"\x89PNG")
+    assert any("synthetic" in t.get_text() and "RANDOM" in t.get_text() for t in fig.texts)
+
+
+def test_linear_probe_small_classes_missing_labels_and_duplicates():
+    rng = np.random.default_rng(1)
+    labels = ["a"] * 6 + ["b"] * 3 + ["c"] + [None, None]
+    x = rng.normal(size=(12, 4))
+    probe = E.linear_probe(_synthetic(x, labels), folds=5)
+    assert probe.folds == 3 and probe.classes == ["a", "b"]
+    assert any("3-fold" in n for n in probe.notes) and any("single image" in n and "c" in n for n in probe.notes)
+    assert any("2 image(s) without a label" in n for n in probe.notes)
+    assert list(probe.predictions[9:]) == [None, None, None] and probe.confusion.sum() == 9
+    with pytest.raises(ValueError, match="at least two classes"):
+        E.linear_probe(_synthetic(x, ["a"] * 11 + ["b"]))
+    with pytest.raises(ValueError, match="no metadata column"):
+        E.linear_probe(_synthetic(x, labels), "artist")
+    # exact duplicates stay in one fold: a copy in training would make a test image trivially right
+    base = rng.normal(size=(12, 4))
+    twins = np.concatenate([base, base])
+    twin_labels = [str(v) for v in rng.permutation(["x", "y"] * 6)] * 2
+    hashes = [f"{i % 12:064x}" for i in range(24)]
+    grouped = E.linear_probe(_synthetic(twins, twin_labels, hashes), folds=4, C=100.0)
+    leaky = E.linear_probe(_synthetic(twins, twin_labels), folds=4, C=100.0)
+    assert leaky.accuracy > grouped.accuracy
+
+
+def test_linear_probe_on_the_corpus_reads_the_subject_not_the_style(tiny, corpus, tmp_path):
+    emb = _embed(corpus, tiny, tmp_path, layer="relu3_1", pooling="mean+std")
+    subject = E.linear_probe(emb, "subject")
+    shuffled = E.linear_probe(emb, list(np.random.default_rng(0).permutation(emb.meta["subject"])))
+    assert subject.accuracy > 0.8 > shuffled.accuracy + 0.4
+    style = E.linear_probe(emb)  # label = style: random features group images by the photo they came from
+    assert style.classes == sorted(set(corpus.labels)) and style.accuracy < subject.accuracy
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def test_finetune_is_a_seeded_generator_that_ends_with_a_model(tmp_path):
+    folder = tmp_path / "images"
+    _folder(folder, 12, classes=("monet", "seurat"), size=40)
+
+    def run():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            job = E.finetune(folder, epochs=2, size=32, batch_size=4, seed=0, val_fraction=0.25)
+            steps = list(job)
+        return job, steps, caught
+
+    job, steps, caught = run()
+    assert any("random init" in str(w.message) for w in caught)  # no ImageNet weights offline: said loudly
+    assert job.label == "mobilenet_v2 · random init (seed 0)" and not job.model.pretrained
+    assert (job.n_train, job.n_val) == (8, 4) and job.classes == ["monet", "seurat"]
+    assert [s.epoch for s in steps] == [0, 0, 1, 1] and [s.step for s in steps] == [1, 2, 3, 4]
+    assert [s.val_accuracy is None for s in steps] == [True, False, True, False]
+    assert all(0 <= s.val_accuracy <= 1 for s in steps if s.val_accuracy is not None)
+    assert steps[-1].model is job.model and all(s.model is None for s in steps[:-1])
+    assert all(np.isfinite(s.train_loss) for s in steps)
+    images = load_images(sorted(folder.rglob("*.png"))[:3], 32)
+    assert set(job.model.predict(images)) <= {"monet", "seurat"}
+    assert job.model(images).shape == (3, 2)
+    _, again, _ = run()
+    assert [s.train_loss for s in again] == [s.train_loss for s in steps]
+    with pytest.raises(ValueError, match="two labelled classes"):
+        E.finetune(Collection.from_folder(folder / "monet"), epochs=1, size=32)
+    with pytest.raises(ValueError, match="unknown arch"):
+        E.finetune(folder, arch="vit")
+
+
+# --------------------------------------------------------------------------- real paintings
+
+
+def test_six_artists_of_the_shared_paintings(tiny, shared_data, tmp_path):
+    emb = _embed(shared_data / "paintings", tiny, tmp_path, layer="relu3_1", size=64)
+    artists = sorted(p.name for p in (shared_data / "paintings").iterdir() if p.is_dir())
+    assert len(emb) == sum(1 for _ in (shared_data / "paintings").rglob("*.jpg")) and not emb.skipped
+    assert sorted(set(emb.labels)) == artists and len(artists) == 6
+    probe = E.linear_probe(emb, folds=5)
+    assert probe.confusion.sum() == len(emb) and probe.classes == artists
+    table = E.nearest(emb, 0, k=5)
+    assert (np.diff(table["similarity"]) <= 1e-9).all()
