@@ -153,6 +153,8 @@ def test_explore_page_embeds_then_maps_and_selection_fills_the_grid(app_page, ex
     _poll(lambda: page.evaluate(loaded_thumbs) == 12, "12 thumbnails in the selection grid", 60)
     print(f"[timing] selection grid filled after {time.monotonic() - t0:.1f}s")
     names = page.locator(".artlab-thumb").all_inner_texts()
-    assert sorted(n.strip() for n in names) == sorted(p.name for p in folder.rglob("*.png"))
+    # the grid captions each image as folder/file (file names repeat across class folders)
+    expected = sorted(f"{p.parent.name}/{p.name}" for p in folder.rglob("*.png"))
+    assert sorted(n.strip() for n in names) == expected
 
     assert console_errors == []
