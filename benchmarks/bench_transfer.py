@@ -215,6 +215,9 @@ def _time_to_loss_row(model, size: int, textbook_steps: int, scales: int, budget
                   scale_steps=tuple(coarse + [budget]))
     book_times, book_losses, run_times, run_best = [], [], [], []
     for i in range(max(textbook_steps, sum(coarse) + budget)):  # alternating steps, each side timed alone
+        if i % 25 == 0:  # a long row (an hour at 512 px on a laptop CPU): show it is alive
+            print(f"   time-to-loss @{size}px: step {i}, textbook {sum(book_times):.0f} s, "
+                  f"artlab {sum(run_times):.0f} s", file=sys.stderr, flush=True)
         if i < textbook_steps:
             book_times.append(0.0)
             t0 = time.perf_counter()

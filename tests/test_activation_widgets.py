@@ -294,7 +294,7 @@ def test_picking_a_layer_shows_its_divergent_channels_with_examples(shift_view, 
                 np.testing.assert_allclose(tile, maps[index].numpy(), rtol=1e-4, atol=1e-6)
         ranges = {(t.zmin, t.zmax) for t in shift_view.gallery.data[row * 4 : row * 4 + 4]}
         assert len(ranges) == 1, "a channel's examples from both sets share one colour range"
-    assert f"<b>relu3_1: channels that differ most</b>" in shift_view.channel_table.value
+    assert "<b>relu3_1: channels that differ most</b>" in shift_view.channel_table.value
     assert 'font-weight:bold;background:#eef"><td>relu3_1' in shift_view.numbers.value
     shift_view.layer.value = "relu5_1"
 

@@ -538,3 +538,13 @@ def test_six_artists_of_the_shared_paintings(tiny, shared_data, tmp_path):
     assert probe.confusion.sum() == len(emb) and probe.classes == artists
     table = E.nearest(emb, 0, k=5)
     assert (np.diff(table["similarity"]) <= 1e-9).all()
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (12, 50)])  # more rows than columns (eigh path) and fewer (SVD path)
+def test_pca_matches_scikit_learn_including_signs(shape):
+    from sklearn.decomposition import PCA
+
+    x = np.random.default_rng(3).normal(size=shape) * np.linspace(3, 0.1, shape[1])
+    ours = E.pca_2d(x)
+    theirs = PCA(n_components=2, svd_solver="full").fit_transform(x)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)

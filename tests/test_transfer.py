@@ -359,6 +359,15 @@ def test_a_nan_stops_the_run_and_keeps_the_last_good_image(content, style):
 def test_bad_settings_get_actionable_errors(model, content, style):
     with pytest.raises(ValueError, match="nothing to optimise"):
         stylize(content, style, model, content_weight=0, style_weight=0)
+    # every style layer weighted 0: caught without a model when all are named, else once resolved
+    with pytest.raises(ValueError, match="every style layer weight is 0"):
+        TransferSettings(content_weight=0, style_layers=("relu1_1", "relu2_1"),
+                         layer_weights={"relu1_1": 0, "relu2_1": 0.0}).validate()
+    layers = tuple(model.spec.style_layers)
+    with pytest.raises(ValueError, match="every style layer weight is 0"):
+        stylize(content, style, model, content_weight=0, layer_weights={layer: 0 for layer in layers})
+    some_on = {layer: 0 for layer in layers[1:]}  # the first keeps its default 1/len(layers)
+    assert next(iter(stylize(content, style, model, content_weight=0, layer_weights=some_on, size=32, steps=1)))
     with pytest.raises(ValueError, match="'lbfgs', 'adam'"):
         stylize(content, style, model, optimizer="sgd")
     with pytest.raises(ValueError, match="unknown init 'photo'"):

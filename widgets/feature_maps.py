@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as W
-import torch
 from torch import Tensor
 
 from artlab.figures import feature_mosaic, top_channels

@@ -283,11 +283,8 @@ class TransferLab(W.VBox):
         if self.blend is not None:
             changes["style_blend"] = (1.0 - self.blend.value, self.blend.value)
         settings = self.base.replace(**changes)
-        style_on = settings.style_weight > 0 and any(s.value > 0 for s in self.layer_weights.values())
-        if not (settings.content_weight > 0 or style_on or settings.tv_weight > 0
-                or (settings.loss != "gram" and settings.histogram_weight > 0)):
-            raise ValueError("nothing to optimise: the content weight is 0 and every style layer weight is 0; "
-                             "raise at least one style layer weight above 0")
+        settings.check_objective(style_on=settings.style_weight > 0
+                                 and any(s.value > 0 for s in self.layer_weights.values()))
         return settings
 
     def _shape(self, size: int) -> tuple[int, int]:

@@ -775,6 +775,34 @@ def wait_for_text(page, locator_css: str, expected: str | re.Pattern, timeout_s:
         time.sleep(0.1)
 
 
+def wait_svg_text(page, css: str, pattern: str, timeout_s: float = 30) -> str:
+    """Like :func:`wait_for_text` for SVG text (plotly titles, tick labels), which has
+    no innerText: wait until an element matching ``css`` in the notebook has a text
+    content matching the regex ``pattern``; returns that text."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        texts = page.locator(f"{NOTEBOOK_PANEL} {css}").all_text_contents()
+        for text in texts:
+            if re.search(pattern, text):
+                return text
+        if time.monotonic() > deadline:
+            raise LabTimeout(f"no {css!r} matching {pattern!r}; saw {texts}")
+        time.sleep(0.1)
+
+
+def open_code_notebook(page, server: JupyterServer, sources: str | list[str], name: str, *,
+                       run_timeout_s: float = 150, widgets: int = 1) -> str:
+    """Write a notebook of code cells, open it, run all cells and wait until ``widgets``
+    widget views rendered with no error output; returns its path relative to the server."""
+    cells = [nbformat.v4.new_code_cell(src) for src in ([sources] if isinstance(sources, str) else sources)]
+    relpath = server.write_notebook(nbformat.v4.new_notebook(cells=cells), name)
+    open_notebook(page, server, relpath, timeout_s=90)
+    run_all_cells(page, timeout_s=run_timeout_s)
+    wait_widgets_rendered(page, minimum=widgets)
+    assert error_outputs(page) == []
+    return relpath
+
+
 # --------------------------------------------------------------------------
 # Misc
 # --------------------------------------------------------------------------

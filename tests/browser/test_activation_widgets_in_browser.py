@@ -4,10 +4,7 @@ reaches the kernel and updates the linked view, with no console errors."""
 
 from __future__ import annotations
 
-import re
-import time
 
-import nbformat
 import pytest
 
 import lab
@@ -37,54 +34,29 @@ view = DomainShiftView(torch.rand(6, 3, 48, 48, generator=g), torch.rand(6, 3, 4
 view"""
 
 
-def _svg_texts(page, css: str) -> list[str]:
-    return page.locator(f"{lab.NOTEBOOK_PANEL} {css}").all_text_contents()
-
-
-def _wait_svg_text(page, css: str, pattern: str, timeout_s: float = 30) -> str:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        texts = _svg_texts(page, css)
-        for text in texts:
-            if re.search(pattern, text):
-                return text
-        if time.monotonic() > deadline:
-            raise lab.LabTimeout(f"no {css!r} matching {pattern!r}; saw {texts}")
-        time.sleep(0.1)
-
-
-def _open(page, jupyter_server, source: str, name: str) -> None:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    relpath = jupyter_server.write_notebook(nb, name)
-    lab.open_notebook(page, jupyter_server, relpath, timeout_s=90)
-    lab.run_all_cells(page, timeout_s=150)
-    lab.wait_widgets_rendered(page, minimum=1)
-    assert lab.error_outputs(page) == []
-
-
 @pytest.mark.timeout(240)
 def test_activation_explorer_in_the_browser(jupyter_server, page, console_errors, tmp_path):
-    _open(page, jupyter_server, EXPLORER, "activation_explorer.ipynb")
+    lab.open_code_notebook(page, jupyter_server, EXPLORER, "activation_explorer.ipynb")
 
     # both plotly figures (tile grids, large view) rendered as real plots
     page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot").nth(1).wait_for(timeout=30_000)
-    _wait_svg_text(page, ".gtitle", r"relu1_1 · painting \(left\) \| photo \(right\) · page 1/1")
-    _wait_svg_text(page, ".gtitle", r"relu1_1 · channel 0 · mean activation")
+    lab.wait_svg_text(page, ".gtitle", r"relu1_1 · painting \(left\) \| photo \(right\) · page 1/1")
+    lab.wait_svg_text(page, ".gtitle", r"relu1_1 · channel 0 · mean activation")
     assert page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot .heatmaplayer image").count() >= 16
 
     lab.select_dropdown(page, "layer", "relu3_1")
-    _wait_svg_text(page, ".gtitle", r"relu3_1 · .* · page 1/2 \(channels 0–15\)")
+    lab.wait_svg_text(page, ".gtitle", r"relu3_1 · .* · page 1/2 \(channels 0–15\)")
     lab.set_slider(page, "page", 2)
-    _wait_svg_text(page, ".gtitle", r"relu3_1 · .* · page 2/2 \(channels 16–23\)")
+    lab.wait_svg_text(page, ".gtitle", r"relu3_1 · .* · page 2/2 \(channels 16–23\)")
 
     # a click on the painting's second tile (channel 17) shows that channel large
     grid = page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot").first
     grid.locator(".draglayer .x2y2 .nsewdrag").click()
-    _wait_svg_text(page, ".gtitle", r"relu3_1 · channel 17 · mean activation")
+    lab.wait_svg_text(page, ".gtitle", r"relu3_1 · channel 17 · mean activation")
     assert lab.widget(page, "channel").locator("input").input_value() == "17"
 
     lab.click_button(page, "most different")
-    _wait_svg_text(page, ".gtitle", r"relu3_1 · .* · top 8 by \|Δ mean\|")
+    lab.wait_svg_text(page, ".gtitle", r"relu3_1 · .* · top 8 by \|Δ mean\|")
     page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot").nth(1).scroll_into_view_if_needed()
     lab.screenshot(page, tmp_path / "activation_explorer.png")
     assert console_errors == []
@@ -100,23 +72,23 @@ _POINT_JS = """([plot, trace, index]) => {
 
 @pytest.mark.timeout(240)
 def test_domain_shift_view_in_the_browser(jupyter_server, page, console_errors, tmp_path):
-    _open(page, jupyter_server, SHIFT, "domain_shift_view.ipynb")
+    lab.open_code_notebook(page, jupyter_server, SHIFT, "domain_shift_view.ipynb")
 
     page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot").nth(1).wait_for(timeout=30_000)
-    _wait_svg_text(page, ".gtitle", r"bright vs dim per layer · selected relu5_1")
-    _wait_svg_text(page, ".gtitle", r"relu5_1: most divergent channels")
+    lab.wait_svg_text(page, ".gtitle", r"bright vs dim per layer · selected relu5_1")
+    lab.wait_svg_text(page, ".gtitle", r"relu5_1: most divergent channels")
     assert page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot .heatmaplayer image").count() >= 8
 
     lab.select_dropdown(page, "layer", "relu3_1")
-    _wait_svg_text(page, ".gtitle", r"relu3_1: most divergent channels")
-    _wait_svg_text(page, ".gtitle", r"selected relu3_1")
+    lab.wait_svg_text(page, ".gtitle", r"relu3_1: most divergent channels")
+    lab.wait_svg_text(page, ".gtitle", r"selected relu3_1")
 
     # a click on the first point of the MMD curve (relu1_1) selects that layer
     curves = page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot").first
     trace = curves.evaluate("plot => plot._fullData.findIndex(t => t.name === 'mmd')")
     point = page.evaluate(_POINT_JS, [curves.element_handle(), trace, 0])
     page.mouse.click(point["x"], point["y"])
-    _wait_svg_text(page, ".gtitle", r"relu1_1: most divergent channels")
+    lab.wait_svg_text(page, ".gtitle", r"relu1_1: most divergent channels")
     assert lab.dropdown_value(page, "layer") == "relu1_1"
     page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot").nth(1).scroll_into_view_if_needed()
     lab.screenshot(page, tmp_path / "domain_shift_view.png")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import pytest
 
 import lab
@@ -105,12 +104,8 @@ def _click_at(page, x: float, y: float) -> None:
 
 @pytest.mark.timeout(300)
 def test_embedding_map_and_classifier_in_the_browser(jupyter_server, page, console_errors, tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CORPUS_MAP), nbformat.v4.new_code_cell(CLASSIFIER)])
-    relpath = jupyter_server.write_notebook(nb, "embedding_map.ipynb")
-    lab.open_notebook(page, jupyter_server, relpath, timeout_s=90)
-    lab.run_all_cells(page, timeout_s=180)
-    lab.wait_widgets_rendered(page, minimum=2)
-    assert lab.error_outputs(page) == []
+    lab.open_code_notebook(page, jupyter_server, [CORPUS_MAP, CLASSIFIER], "embedding_map.ipynb",
+                           run_timeout_s=180, widgets=2)
 
     # the scatter is a WebGL plot with all 36 points
     plot = _plot(page)
@@ -179,12 +174,7 @@ def test_embedding_map_and_classifier_in_the_browser(jupyter_server, page, conso
 
 @pytest.mark.timeout(400)
 def test_twenty_thousand_points_time_to_first_render(jupyter_server, page, console_errors, record_property):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(BIG_MAP)])
-    relpath = jupyter_server.write_notebook(nb, "embedding_map_20k.ipynb")
-    lab.open_notebook(page, jupyter_server, relpath, timeout_s=90)
-    lab.run_all_cells(page, timeout_s=180)
-    lab.wait_widgets_rendered(page, minimum=1)
-    assert lab.error_outputs(page) == []
+    lab.open_code_notebook(page, jupyter_server, BIG_MAP, "embedding_map_20k.ipynb", run_timeout_s=180)
     # cold: the first plotly figure of the page (plotly's widget code loads too); warm: a second map
     cold = _time_to_drawn(page, 20_000)
     build_cold = lab.wait_for_text(page, ".widget-html", re.compile(r"python build [\d.]+ s")).strip()

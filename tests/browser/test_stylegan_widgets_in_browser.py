@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import pytest
 
 import lab
@@ -44,18 +43,9 @@ def _wait_new_image(page, before: str, index: int = 0, timeout_s: float = 60) ->
     return _src(page, index)
 
 
-def _open(page, jupyter_server, source: str, name: str) -> None:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    relpath = jupyter_server.write_notebook(nb, name)
-    lab.open_notebook(page, jupyter_server, relpath, timeout_s=90)
-    lab.run_all_cells(page, timeout_s=180)
-    lab.wait_widgets_rendered(page, minimum=1)
-    assert lab.error_outputs(page) == []
-
-
 @pytest.mark.timeout(300)
 def test_latent_explorer_in_the_browser(jupyter_server, page, console_errors, tmp_path):
-    _open(page, jupyter_server, EXPLORER, "latent_explorer.ipynb")
+    lab.open_code_notebook(page, jupyter_server, EXPLORER, "latent_explorer.ipynb", run_timeout_s=180)
     lab.wait_for_text(page, ".widget-html", re.compile(r"seed 3 · ψ 1\.00 · 100% class 0"))
     lab.wait_for_text(page, ".widget-html", re.compile(r"random weights"))
     first = _wait_new_image(page, "")
@@ -86,7 +76,7 @@ def test_latent_explorer_in_the_browser(jupyter_server, page, console_errors, tm
 
 @pytest.mark.timeout(300)
 def test_projection_view_in_the_browser(jupyter_server, page, console_errors, tmp_path):
-    _open(page, jupyter_server, PROJECTION, "projection_view.ipynb")
+    lab.open_code_notebook(page, jupyter_server, PROJECTION, "projection_view.ipynb", run_timeout_s=180)
     lab.wait_for_text(page, ".widget-html", "press Project")
     lab.wait_for_text(page, ".widget-html", re.compile(r"LPIPS with random VGG backbone: not a perceptual metric"))
     page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot").first.wait_for(timeout=30_000)

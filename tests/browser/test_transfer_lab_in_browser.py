@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import pytest
 
 import lab
@@ -32,12 +31,7 @@ def _preview_src(page) -> str:
 
 @pytest.mark.timeout(420)  # generous: the shared 2-core machine can be very busy
 def test_transfer_lab_in_the_browser(jupyter_server, page, console_errors, tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SETUP)])
-    relpath = jupyter_server.write_notebook(nb, "transfer_lab.ipynb")
-    lab.open_notebook(page, jupyter_server, relpath, timeout_s=90)
-    lab.run_all_cells(page, timeout_s=120)
-    lab.wait_widgets_rendered(page, minimum=1)
-    assert lab.error_outputs(page) == []
+    lab.open_code_notebook(page, jupyter_server, SETUP, "transfer_lab.ipynb", run_timeout_s=120)
     lab.wait_for_text(page, ".widget-html", "press Run")
     page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot").first.wait_for(timeout=30_000)
     before = _preview_src(page)
