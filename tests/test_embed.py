@@ -31,14 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # --------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread while this module runs: its tensors are tiny, and on the shared
-    2-core test machine two threads made MobileNet training steps 20× slower (measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
 
 
 @pytest.fixture(scope="module")

@@ -36,13 +36,7 @@ from artlab.stylegan.walks import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_cpu_thread():
-    """Small convolutions run faster on one thread on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,7 @@ from artlab.stylegan import tiny_generator
 from artlab.stylegan.generate import class_w_mean, generate, map_to_ws, synthesize
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # A 32 px generator is a few tiny convolutions: on a busy 2-core machine two OpenMP
-    # threads spend most of the time waiting on each other (measured ~0.5 s vs ~0.01 s per image).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
 
 
 @pytest.fixture(scope="module")
