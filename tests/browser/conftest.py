@@ -116,26 +116,11 @@ def console_errors() -> list[str]:
 
 @pytest.fixture
 def page(browser, jupyter_server, console_errors, request, tmp_path):
-    context = browser.new_context(viewport=lab.VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    lab.collect_console_errors(page, console_errors)
+    log = lambda: f"({jupyter_server.log_path})\n{jupyter_server.log_tail(40)}"  # noqa: E731
     try:
-        yield page
+        with lab.browser_page(browser, console_errors, request, tmp_path, log) as page:
+            yield page
     finally:
-        failed = any(
-            getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
-            for when in ("setup", "call")
-        )
-        if failed:
-            try:
-                shot = lab.screenshot(page, tmp_path / "failure.png")
-                print(f"\n[browser] failure screenshot: {shot}")
-            except Exception as exc:  # page may be gone
-                print(f"\n[browser] no failure screenshot: {exc}")
-            print(f"[browser] console errors: {console_errors}")
-            print(f"[browser] jupyter server log tail ({jupyter_server.log_path}):\n{jupyter_server.log_tail(40)}")
-        context.close()
         try:
             jupyter_server.shutdown_kernels()
         except Exception as exc:

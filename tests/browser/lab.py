@@ -26,6 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -773,6 +774,27 @@ def wait_for_text(page, locator_css: str, expected: str | re.Pattern, timeout_s:
         if time.monotonic() > deadline:
             raise LabTimeout(f"no {locator_css!r} with text {pattern.pattern!r}; saw {texts}")
         time.sleep(0.1)
+
+
+@contextmanager
+def browser_page(browser, console_errors: list[str], request, tmp_path: Path, server_log: Any):
+    """A fresh page in its own browser context, closed afterwards. When the test failed
+    (setup or call), prints a screenshot path, the console errors and ``server_log()``."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    collect_console_errors(page, console_errors)
+    try:
+        yield page
+    finally:
+        if any(getattr(getattr(request.node, f"rep_{when}", None), "failed", False) for when in ("setup", "call")):
+            try:
+                print(f"\n[browser] failure screenshot: {screenshot(page, tmp_path / 'failure.png')}")
+            except Exception as exc:  # the page may be gone
+                print(f"\n[browser] no failure screenshot: {exc}")
+            print(f"[browser] console errors: {console_errors}")
+            print(f"[browser] server log tail:\n{server_log()}")
+        context.close()
 
 
 def wait_svg_text(page, css: str, pattern: str, timeout_s: float = 30) -> str:

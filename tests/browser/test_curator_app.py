@@ -70,21 +70,8 @@ def explore_server(folder, tmp_path):
 
 @pytest.fixture()
 def app_page(browser, explore_server, console_errors, request, tmp_path):
-    context = browser.new_context(viewport=lab.VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    lab.collect_console_errors(page, console_errors)
-    try:
+    with lab.browser_page(browser, console_errors, request, tmp_path, lambda: explore_server.log_tail(40)) as page:
         yield page
-    finally:
-        if getattr(getattr(request.node, "rep_call", None), "failed", False):
-            try:
-                print(f"\n[browser] failure screenshot: {lab.screenshot(page, tmp_path / 'failure.png')}")
-            except Exception as exc:
-                print(f"\n[browser] no failure screenshot: {exc}")
-            print(f"[browser] console errors: {console_errors}")
-            print(f"[browser] voila log tail:\n{explore_server.log_tail(40)}")
-        context.close()
 
 
 def _poll(probe, what: str, timeout_s: float):
