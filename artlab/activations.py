@@ -1189,8 +1189,10 @@ _MEASURE_TITLES = {
 
 
 def default_layers(model: Backbone) -> list[str]:
-    """The model's style layers plus its content layer, without duplicates, in depth order."""
-    names = list(model.spec.style_layers) + ([model.spec.content_layer] if model.spec.content_layer else [])
+    """The model's layers for per-layer views (``spec.inspect_layers``; else its style layers plus its
+    content layer), without duplicates, in depth order."""
+    names = list(model.spec.inspect_layers) or (
+        list(model.spec.style_layers) + ([model.spec.content_layer] if model.spec.content_layer else []))
     if not names:
         raise ValueError(f"{model.name} has no default style layers; pass layers=[...] explicitly")
     return _unique_by_depth(model, names)

@@ -129,10 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("folder", help="folder of images (class subfolders and a metadata.csv are optional)")
     explore.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
     explore.add_argument("--no-browser", action="store_true", help="print the URL but do not open a browser")
-    explore.add_argument("--model", default="vgg19", help="backbone, e.g. vgg19, resnet50 (default: vgg19)")
+    explore.add_argument("--model", default="best",
+                         help="'best' (VGG-19 if its ImageNet file is cached, else the bundled EfficientNet-Lite0) "
+                              "or a backbone, e.g. vgg19, efficientnet_lite0, resnet50 (default: best)")
     explore.add_argument("--weights", default="auto",
-                         help="'auto' (ImageNet if cached, else a labelled random init), 'imagenet', "
-                              "'random' or a .pth file (default: auto)")
+                         help="'auto' (the ImageNet weights on this machine), 'imagenet' (download if missing), "
+                              "'random' (a labelled random init) or a .pth file (default: auto)")
     explore.add_argument("--layer", help="layer to embed (default: the model's usual one)")
     explore.add_argument("--pooling", default="mean", help="mean, mean+std or gram (default: mean)")
     explore.add_argument("--size", type=int, default=224, help="image side in pixels (default: 224)")

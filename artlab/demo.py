@@ -54,12 +54,16 @@ class DemoContext:
 
     @cached_property
     def model(self):
-        """VGG-19 with ImageNet weights when cached, else a labelled random init."""
-        from artlab.models import backbone
+        """The best trained network here: VGG-19 when its ImageNet file is cached, else the bundled
+        EfficientNet-Lite0 (``model.note`` says which, and the page repeats it)."""
+        from artlab.models import best_backbone
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the label and the page say it instead
-            return backbone("vgg19", weights="auto", device=self.device, seed=self.seed)
+        return best_backbone(device=self.device, seed=self.seed)
+
+    def depths(self) -> list[str]:
+        """A shallow, a middle and a deep layer of the model (VGG: relu1_1, relu3_1, relu5_1)."""
+        style = list(self.model.spec.style_layers)
+        return [style[0], style[len(style) // 2], style[-1]]
 
 
 Section = Callable[[DemoContext], list[DemoFigure]]
@@ -102,16 +106,17 @@ def _feature_maps(ctx: DemoContext) -> list[DemoFigure]:
     photo = corpus.subset(style="photo", subject="chelsea")
     painting = corpus.subset(style="brush", subject="chelsea")
     images = {"painting": painting.load(0, (ctx.size, ctx.size)), "photo": photo.load(0, (ctx.size, ctx.size))}
-    layers = ["relu1_1", "relu3_1", "relu5_1"]
+    layers = ctx.depths()
     fig = feature_map_grid(ctx.model, images, layers, channels=5 if ctx.quick else 7)
     save_figure(fig, ctx.out_dir / "feature_maps.png")
     return [
         DemoFigure(
             "How a CNN sees a painting and a photo",
             "feature_maps.png",
-            f"{html.escape(ctx.model.label)}: the most active channels at a shallow (relu1_1), middle (relu3_1) "
-            "and deep (relu5_1) layer for the brush-stroke painting of Chelsea the cat and the photograph it "
-            "was painted from. Shallow layers respond to edges and colour; deeper ones to larger patterns.",
+            f"{html.escape(ctx.model.label)}: the most active channels at a shallow ({layers[0]}), middle "
+            f"({layers[1]}) and deep ({layers[2]}) layer for the brush-stroke painting of Chelsea the cat and the "
+            "photograph it was painted from. Shallow layers respond to edges and colour; deeper ones to larger "
+            "patterns.",
         )
     ]
 
@@ -159,8 +164,8 @@ def _grams(ctx: DemoContext) -> list[DemoFigure]:
         "coffee photo vs rocket photo": style_distance(photo, other, model=ctx.model).per_layer,
     }
     save_figure(style_distance_bars(pairs, ctx.model), ctx.out_dir / "style_distances.png")
-    layer_sets = {"relu1_1": ["relu1_1"], "relu1_1 … relu3_1": ["relu1_1", "relu2_1", "relu3_1"],
-                  "relu1_1 … relu5_1": ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]}
+    style = list(ctx.model.spec.style_layers)
+    layer_sets = {style[0]: style[:1], f"{style[0]} … {style[2]}": style[:3], f"{style[0]} … {style[-1]}": style}
     tex_size, steps = (64, 10) if ctx.quick else (128, 60)
     target = corpus.subset(style="pointillism", subject="coffee").load(0, (tex_size, tex_size))
     textures = {name: texture_from(ctx.model, target, layers, size=tex_size, steps=steps, seed=ctx.seed)
@@ -187,11 +192,10 @@ def _grams(ctx: DemoContext) -> list[DemoFigure]:
 def _page(ctx: DemoContext, figures: list[tuple[str, DemoFigure]], total: float) -> str:
     model = ctx.model
     banner = (
-        ""
+        f'<p class="note">{html.escape(model.note)}</p>'
         if model.pretrained
-        else '<p class="warn">The network uses <b>random weights</b> (no ImageNet file in the torch hub cache): '
-        "its feature maps show structure from the architecture alone. Run <code>artlab weights list</code> to "
-        "see which file to download and <code>artlab weights import FILE</code> to use it.</p>"
+        else '<p class="warn">The network uses <b>random weights</b>, as asked: '
+        "its feature maps show structure from the architecture alone, not what ImageNet training taught it.</p>"
     )
     body = "\n".join(
         f'<section id="{html.escape(name)}"><h2>{html.escape(f.title)}</h2>'
@@ -205,6 +209,7 @@ def _page(ctx: DemoContext, figures: list[tuple[str, DemoFigure]], total: float)
 body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
 img {{ max-width: 100%; border: 1px solid #ddd; }}
 .warn {{ background: #fdecea; border-left: 4px solid #c0392b; padding: .6em 1em; }}
+.note {{ background: #f4f6f8; border-left: 4px solid #4c72b0; padding: .6em 1em; }}
 .time {{ color: #888; font-size: .85em; }}
 code {{ background: #f4f4f4; padding: 0 .2em; }}
 </style></head><body>
@@ -233,3 +238,39 @@ def run_demo(out_dir: str | Path = "artlab-demo", *, quick: bool = False, seed: 
     page = ctx.out_dir / "index.html"
     page.write_text(_page(ctx, figures, time.perf_counter() - start), encoding="utf-8")
     return page
+
+
+@section("predictions")
+def _predictions(ctx: DemoContext) -> list[DemoFigure]:
+    from artlab.figures import save_figure
+    from artlab.predict import compare_confidence, predict
+
+    if ctx.model.spec.logits_layer is None:
+        return []
+    corpus = ctx.corpus
+    photos, paintings = corpus.subset(domain="photo"), corpus.subset(domain="painting")
+    p_photos = predict(ctx.model, photos, k=5)
+    p_paint = predict(ctx.model, paintings, k=5)
+    pairs = [(subject, style) for subject in ("chelsea", "coffee") for style in ("photo", "brush", "woodblock")]
+    chosen = [corpus.subset(style=style, subject=subject).paths[0] for subject, style in pairs]
+    save_figure(predict(ctx.model, chosen, k=5).plot(columns=3), ctx.out_dir / "predictions.png")
+    save_figure(compare_confidence({"paintings": p_paint, "photos": p_photos}), ctx.out_dir / "confidence.png")
+    c_photo, c_paint = float(p_photos.confidence.mean()), float(p_paint.confidence.mean())
+    e_photo, e_paint = float(p_photos.entropy.mean()), float(p_paint.entropy.mean())
+    return [
+        DemoFigure(
+            "What does a network trained on photographs think a painting is?",
+            "predictions.png",
+            f"{html.escape(ctx.model.label)}: the five most likely ImageNet classes of two photographs and of "
+            "their brush-stroke and woodblock paintings. The network never saw a painting labelled as one: it "
+            "answers with photo classes, and is less sure.",
+        ),
+        DemoFigure(
+            "How sure it is: confidence and entropy, photos against paintings",
+            "confidence.png",
+            f"Over the corpus's {len(p_photos)} photographs and {len(p_paint)} paintings, the top-1 probability "
+            f"averages {c_photo:.2f} for photos and {c_paint:.2f} for paintings, and the entropy of the "
+            f"1000-way prediction {e_photo:.1f} against {e_paint:.1f} bits: the output-space face of the domain "
+            "shift.",
+        ),
+    ]

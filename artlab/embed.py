@@ -53,10 +53,11 @@ from tqdm.auto import tqdm
 
 from artlab.activations import _batched_forward, _check_size, _model_device, _model_tag
 from artlab.data import Collection, CollectionError, Item, cache_root
+from artlab.efficientnet import LITE_MEAN, LITE_STD
 from artlab.figures import ArtlabFigure, stamp_model
 from artlab.gram import gram
 from artlab.images import ImageLoadError, ensure_image_batch, load_image, load_images
-from artlab.models import Backbone
+from artlab.models import IMAGENET_MEAN, IMAGENET_STD, Backbone
 
 __all__ = [
     "POOLINGS",
@@ -222,14 +223,15 @@ def _missing(value: Any) -> bool:
 def default_layer(model: Backbone, pooling: str = "mean") -> str:
     """The layer :func:`embed` uses when none is given.
 
-    ResNets: ``layer4`` (the last block; its mean is exactly what ``avgpool`` passes to the
-    classifier, and unlike ``avgpool`` it still has positions for "mean+std" and "gram").
-    VGG and others: the model's content layer (``relu4_2`` for VGG), deep enough for
-    subject and composition, still spatial.
+    The network's ``spec.embed_layer`` when it has one: ResNets ``layer4`` and
+    EfficientNet-Lite ``head`` (the last spatial maps; their mean is exactly what the
+    global pooling passes to the classifier, and unlike the pooled vector they still have
+    positions for "mean+std" and "gram"). VGG and others: the model's content layer
+    (``relu4_2`` for VGG), deep enough for subject and composition, still spatial.
     """
     _check_pooling(pooling)
-    if "resnet" in model.spec.tags:
-        return "layer4"
+    if model.spec.embed_layer:
+        return model.spec.embed_layer
     if model.spec.content_layer:
         return model.spec.content_layer
     spatial = [n for n in model.layer_names if n not in ("avgpool",) and not n.startswith(("fc", "relu6", "relu7"))]
@@ -1201,14 +1203,15 @@ class FinetuneStep:
 class FinetunedClassifier(nn.Module):
     """A torchvision classifier for artlab images ([0, 1], normalised inside) with class names and a label."""
 
-    def __init__(self, net: nn.Module, classes: Sequence[str], *, label: str, pretrained: bool) -> None:
+    def __init__(self, net: nn.Module, classes: Sequence[str], *, label: str, pretrained: bool,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
         super().__init__()
         self.net = net
         self.classes = list(classes)
         self.label = label
         self.pretrained = pretrained
-        self.register_buffer("mean", torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(tuple(mean)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(tuple(std)).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits N×K of a batch of artlab images."""
@@ -1304,10 +1307,33 @@ def _mobilenet(classes: int, weights: Any, seed: int) -> tuple[nn.Module, str, b
     return net, label, pretrained
 
 
+def _lite0(classes: int, weights: Any, seed: int) -> tuple[nn.Module, str, bool]:
+    """EfficientNet-Lite0 (ImageNet weights bundled with artlab) with a ``classes``-way head."""
+    from artlab.models import backbone
+
+    text = None if weights is None else str(weights)
+    choice = None if text is None or text.lower() in ("none", "random") else (
+        "imagenet" if text.lower() in ("auto", "imagenet") else weights)
+    built = backbone("efficientnet_lite0", weights=choice, seed=seed, download=False)
+    net = built.net.requires_grad_(True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net._fc = nn.Linear(net._fc.in_features, classes)  # the 1000-way ImageNet head replaced by ours
+    label = f"{built.label}, fine-tuned" if built.pretrained else built.label
+    return net, label, built.pretrained
+
+
+#: finetune's architectures: builder and input normalisation
+_ARCHS = {
+    "efficientnet_lite0": (_lite0, LITE_MEAN, LITE_STD),
+    "mobilenet_v2": (_mobilenet, IMAGENET_MEAN, IMAGENET_STD),
+}
+
+
 def finetune(
     folder_or_collection: str | os.PathLike | Collection,
     *,
-    arch: str = "mobilenet_v2",
+    arch: str = "efficientnet_lite0",
     epochs: int = 3,
     val_fraction: float = 0.2,
     seed: int = 0,
@@ -1319,17 +1345,18 @@ def finetune(
 ) -> Finetune:
     """Train a classifier of the collection's labels end to end; iterate to run it.
 
-    torchvision's MobileNetV2 (small, quick on a CPU) with its classifier replaced by a
-    K-way linear layer; every layer is trained with Adam at ``lr``. ``weights="auto"``
-    starts from ImageNet weights if they are in the torch hub cache, otherwise from a
-    seeded random init with a warning (``label`` says which); ``"imagenet"`` requires
-    them; None forces random. A stratified ``val_fraction`` of each class is held out and
+    ``arch``: EfficientNet-Lite0 (default: its ImageNet weights come with artlab, so
+    every machine starts from a trained network) or torchvision's MobileNetV2, with the
+    classifier replaced by a K-way linear layer; every layer is trained with Adam at
+    ``lr``. ``weights="auto"`` starts from ImageNet weights (MobileNetV2: if they are in
+    the torch hub cache, otherwise from a seeded random init with a warning; ``label``
+    says which); ``"imagenet"`` requires them; None forces random. A stratified ``val_fraction`` of each class is held out and
     evaluated after every epoch. Images are loaded once at size×size (centre crop) and
     flipped left-right at random (seeded) while training. Yields one
     :class:`FinetuneStep` per batch; the returned :class:`Finetune` exposes ``model``.
     """
-    if arch != "mobilenet_v2":
-        raise ValueError(f"unknown arch {arch!r}; finetune supports 'mobilenet_v2'")
+    if arch not in _ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; finetune supports {', '.join(map(repr, _ARCHS))}")
     if isinstance(epochs, bool) or int(epochs) < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if not 0 <= float(val_fraction) < 1:
@@ -1359,8 +1386,9 @@ def finetune(
     classes = sorted(counts.index)
     target = torch.tensor([classes.index(v) for v in labels])
     train_idx, val_idx = _split(labels, float(val_fraction), seed)
-    net, label, pretrained = _mobilenet(len(classes), weights, seed)
-    model = FinetunedClassifier(net, classes, label=label, pretrained=pretrained)
+    build, mean, std = _ARCHS[arch]
+    net, label, pretrained = build(len(classes), weights, seed)
+    model = FinetunedClassifier(net, classes, label=label, pretrained=pretrained, mean=mean, std=std)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     model.to(dev)
     data = torch.stack(images)

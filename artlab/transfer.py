@@ -63,7 +63,7 @@ from torch import Tensor, nn
 
 from artlab.gram import _check_image_size, _output_size, _style_layers, gram
 from artlab.images import ensure_image_batch, load_image, to_numpy_hwc
-from artlab.models import Backbone, backbone, features, receptive_field
+from artlab.models import Backbone, backbone, best_backbone, features, receptive_field
 from artlab.optimize import OPTIMIZERS, ImageOptimizer, check_optimizer
 
 __all__ = [
@@ -137,7 +137,9 @@ class TransferSettings:
     #: α, weight of the content loss mean((F_l(x) − F_l(content))²) at ``content_layer``.
     content_weight: float = 1.0
     #: β, weight of the style loss Σ_l w_l mean((G_l(x) − G_l(style))²) (Grams normalised by C·H·W).
-    style_weight: float = 1e5
+    #: None: the network's default (``model.spec.style_weight``: VGG 1e5, EfficientNet-Lite 1e4), because
+    #: Gram magnitudes differ between networks; :meth:`for_model` fills it in.
+    style_weight: float | None = None
     #: τ, weight of the total variation mean((Δx)² + (Δy)²) of the pixels (0: off, as in Gatys et al.).
     tv_weight: float = 0.0
     #: Layers whose Grams are matched; None: the model's style layers (VGG: relu1_1 … relu5_1).
@@ -190,8 +192,17 @@ class TransferSettings:
 
     @property
     def ratio(self) -> float:
-        """β/α, the style-to-content weight ratio (inf when content_weight is 0)."""
+        """β/α, the style-to-content weight ratio (inf when content_weight is 0; nan while β is the
+        network's default, not yet known: see :meth:`for_model`)."""
+        if self.style_weight is None:
+            return math.nan
         return self.style_weight / self.content_weight if self.content_weight else math.inf
+
+    def for_model(self, model: Backbone) -> TransferSettings:
+        """These settings with the network's defaults filled in (``style_weight`` None -> the model's β)."""
+        if self.style_weight is not None:
+            return self
+        return dataclasses.replace(self, style_weight=float(model.spec.style_weight))
 
     @property
     def total_steps(self) -> int:
@@ -221,7 +232,7 @@ class TransferSettings:
         hist_on = self.loss != "gram" and self.histogram_weight > 0
         if self.content_weight > 0 or style_on or self.tv_weight > 0 or hist_on:
             return
-        if self.style_weight > 0:
+        if self.style_weight is None or self.style_weight > 0:
             raise ValueError("nothing to optimise: content_weight is 0 and every style layer weight is 0; "
                              "raise at least one style layer weight above 0 (layer_weights)")
         raise ValueError(
@@ -234,7 +245,7 @@ class TransferSettings:
         """Check every field; raise ValueError saying what is wrong and what to do. Returns self."""
         for name in ("content_weight", "tv_weight", "histogram_weight"):
             _number(getattr(self, name), name)
-        sw = _number(self.style_weight, "style_weight")
+        sw = 1.0 if self.style_weight is None else _number(self.style_weight, "style_weight")
         if self.loss not in LOSS_MODES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(map(repr, LOSS_MODES))}")
         # without a model, per-layer weights can only be judged when every style layer is named
@@ -339,10 +350,11 @@ def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[-1]))
 
 
-def _wrap_pad(module: nn.Module, args: tuple, *, ph: int, pw: int, value: float) -> tuple:
-    x = F.pad(args[0], (pw, pw, 0, 0), mode="circular") if pw else args[0]
-    if ph:
-        x = F.pad(x, (0, 0, ph, ph), value=value)
+def _wrap_pad(module: nn.Module, args: tuple, *, pad: tuple[int, int, int, int], value: float) -> tuple:
+    left, right, top, bottom = pad
+    x = F.pad(args[0], (left, right, 0, 0), mode="circular") if left or right else args[0]
+    if top or bottom:
+        x = F.pad(x, (0, 0, top, bottom), value=value)
     return (x, *args[1:])
 
 
@@ -353,7 +365,8 @@ def circular_padding(model: Backbone) -> Iterator[Backbone]:
     For 360° equirectangular panoramas, whose left and right edges are neighbours:
     each padded layer gets its padding set to 0 and a forward pre-hook that pads the
     input itself, circularly along the width and with zeros along the height (with
-    −inf for max pooling, which is how max pooling pads). So a unit at the left edge
+    −inf for max pooling, which is how max pooling pads). Explicit ``ZeroPad2d`` layers
+    (EfficientNet's asymmetric "SAME" padding) wrap the same way. So a unit at the left edge
     sees the right edge as its neighbour, as it would in the middle of a wider image.
     Everything is restored on exit, also when an error is raised inside the block.
     Average pooling with ``count_include_pad=False`` is padded with zeros vertically
@@ -373,14 +386,24 @@ def circular_padding(model: Backbone) -> Iterator[Backbone]:
                 if ph or pw:
                     changed.append((module, module.padding))
                     module.padding = (0, 0)
-                    handles.append(module.register_forward_pre_hook(partial(_wrap_pad, ph=ph, pw=pw, value=0.0)))
+                    hook = partial(_wrap_pad, pad=(pw, pw, ph, ph), value=0.0)
+                    handles.append(module.register_forward_pre_hook(hook))
             elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
                 ph, pw = _pair(module.padding)
                 if ph or pw:
                     value = -math.inf if isinstance(module, nn.MaxPool2d) else 0.0
                     changed.append((module, module.padding))
                     module.padding = 0
-                    handles.append(module.register_forward_pre_hook(partial(_wrap_pad, ph=ph, pw=pw, value=value)))
+                    hook = partial(_wrap_pad, pad=(pw, pw, ph, ph), value=value)
+                    handles.append(module.register_forward_pre_hook(hook))
+            elif isinstance(module, nn.ZeroPad2d):
+                # EfficientNet's TensorFlow-"SAME" padding (asymmetric: the odd pixel right/bottom)
+                left, right, top, bottom = module.padding
+                if left or right or top or bottom:
+                    changed.append((module, module.padding))
+                    module.padding = (0, 0, 0, 0)
+                    hook = partial(_wrap_pad, pad=(left, right, top, bottom), value=0.0)
+                    handles.append(module.register_forward_pre_hook(hook))
         yield model
     finally:
         for handle in handles:
@@ -733,6 +756,7 @@ class StyleTransfer(Iterator[TransferStep]):
 
     def __init__(self, content: Tensor, styles: list[Tensor], model: Backbone, settings: TransferSettings,
                  device: torch.device) -> None:
+        settings = settings.for_model(model)
         self.settings = settings
         self.model = model
         self.device = device
@@ -1001,8 +1025,8 @@ def _settings(settings: TransferSettings | None, overrides: Mapping[str, object]
 
 
 def _default_model(device: str | torch.device | None) -> Backbone:
-    # weights="auto": ImageNet VGG-19 if cached, else a random init with a warning (the label says which)
-    return backbone("vgg19", weights="auto", device=device or "cpu")
+    # the best trained network here: ImageNet VGG-19 if cached, else the bundled EfficientNet-Lite0
+    return best_backbone(device=device)
 
 
 def stylize(content: object, styles: object, model: Backbone | None = None,
@@ -1014,7 +1038,7 @@ def stylize(content: object, styles: object, model: Backbone | None = None,
     N×3×H×W batch); grayscale images become RGB. Each style is resized so its longer
     side equals the output's longer side (its own aspect ratio kept: Grams average
     over positions, so the shapes need not match). model: default
-    ``backbone("vgg19", weights="auto")``. settings: a :class:`TransferSettings`;
+    :func:`artlab.models.best_backbone` (VGG-19 if cached, else EfficientNet-Lite0). settings: a :class:`TransferSettings`;
     ``**overrides`` change single fields (``stylize(c, s, steps=50, init=previous)``).
 
     Before anything runs, the settings are validated (``ValueError`` with what to

@@ -19,11 +19,14 @@ def png_image(images: Tensor | None = None, width: str = "auto") -> W.Image:
 
 
 def model_badge(model) -> W.HTML:
-    """The model's label; a red warning when its weights are a random init."""
+    """The model's label (and its note: which network and how to get VGG-19); red for a random init."""
     label = html.escape(model.label)
+    note = getattr(model, "note", "")
+    extra = (f'<br><span style="color:#777;font-size:0.85em">{html.escape(note)}</span>'
+             if note and note != f"Using {model.label}." else "")
     if getattr(model, "pretrained", False):
-        return W.HTML(f'<span style="color:#555">{label}</span>')
+        return W.HTML(f'<span style="color:#555">{label}</span>{extra}')
     return W.HTML(
         f'<span style="background:#c0392b;color:white;padding:2px 6px;border-radius:3px">'
-        f"{label} — random weights, not ImageNet features</span>"
+        f"{label} — random weights, not ImageNet features</span>{extra}"
     )

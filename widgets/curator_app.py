@@ -18,7 +18,6 @@ import html
 import os
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import ipywidgets as W
@@ -42,7 +41,8 @@ class CuratorApp(W.VBox):
     """Embed ``folder`` (with progress shown in the page), then explore it as an :class:`EmbeddingMap`.
 
     ``model`` is a backbone name (built with ``weights``, ``seed`` and ``device``;
-    ``"auto"`` falls back to a seeded random init, labelled in red) or a built
+    ``"best"``: :func:`~artlab.models.best_backbone`, VGG-19 when cached, else the bundled
+    EfficientNet-Lite0; ``weights=None``: a seeded random init, labelled in red) or a built
     :class:`~artlab.models.Backbone`. ``layer``, ``pooling``, ``size``,
     ``batch_size``, ``cache_dir`` and ``device`` go to :func:`artlab.embed.embed`;
     ``seed``, ``csv_path`` (where "Export CSV" writes) and ``map_options`` to the
@@ -57,7 +57,7 @@ class CuratorApp(W.VBox):
         self,
         folder: str | os.PathLike,
         *,
-        model: str | Backbone = "vgg19",
+        model: str | Backbone = "best",
         weights: str | None = "auto",
         layer: str | None = None,
         pooling: str = "mean",
@@ -151,17 +151,10 @@ class CuratorApp(W.VBox):
             self.model = self.model_spec
         else:
             self._set_status(f"building {html.escape(str(self.model_spec))}…")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                self.model = backbone(self.model_spec, weights=self.weights, seed=self.seed,
-                                      device=self.device or "cpu")
-            # backbone("auto") warns (at our call site) when it falls back to a random init: say it
-            # in the page. The recording is process-wide, so other threads' warnings go on as usual.
-            ours = [w for w in caught if Path(w.filename).resolve() == Path(__file__).resolve()]
-            for w in caught:
-                if w not in ours:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-            self._add_notes([str(w.message) for w in ours])
+            self.model = backbone(self.model_spec, weights=self.weights, seed=self.seed,
+                                  device=self.device or "cpu")
+            if self.model.note != f"Using {self.model.label}.":  # which network best_backbone chose, and why
+                self._add_notes([self.model.note])
         if self.warm_up:
             _warm_up_umap_in_background()
         self.badge.value = model_badge(self.model).value

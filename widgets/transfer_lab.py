@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from artlab.images import ensure_image_batch, load_image, save_image, thumbnail, to_png_bytes
-from artlab.models import Backbone, backbone
+from artlab.models import Backbone, best_backbone
 from artlab.transfer import TransferSettings, save_gif, stylize
 
 from ._common import model_badge, png_image
@@ -65,9 +65,9 @@ class TransferLab(W.VBox):
     """Style transfer of ``styles`` onto ``content`` under ``model``, with live controls.
 
     content: an image (1×3×H×W tensor, path, PIL image or array); styles: one image or
-    a list of them; model: an artlab Backbone (default ``backbone("vgg19",
-    weights="auto")``, a random init with a warning when ImageNet weights are not
-    cached). ``settings`` are :class:`~artlab.transfer.TransferSettings` fields; they
+    a list of them; model: an artlab Backbone (default :func:`~artlab.models.best_backbone`:
+    VGG-19 when its ImageNet file is cached, else the bundled EfficientNet-Lite0; the
+    badge says which). ``settings`` are :class:`~artlab.transfer.TransferSettings` fields; they
     set the controls' starting values, and the fields without a control (seed, lr,
     scales, loss, panorama …) are passed on unchanged.
 
@@ -99,7 +99,7 @@ class TransferLab(W.VBox):
         max_frames: int = 120,
         **settings,
     ) -> None:
-        self.model = model if model is not None else backbone("vgg19", weights="auto")
+        self.model = model if model is not None else best_backbone()
         if not isinstance(self.model, Backbone):
             raise TypeError(f"model must be an artlab Backbone (artlab.models.backbone(...)), "
                             f"got {type(self.model).__name__}")
@@ -108,7 +108,8 @@ class TransferLab(W.VBox):
         if not style_list:
             raise ValueError("give at least one style image")
         self.styles = [_as_image(s, f"style {i + 1}") for i, s in enumerate(style_list)]
-        self.base = TransferSettings().replace(**settings)  # validated; unknown names are refused with the list
+        # validated (unknown names are refused with the list); β defaults to the network's own
+        self.base = TransferSettings().replace(**settings).for_model(self.model)
         self.preview_size = int(preview_size)
         self.quick_steps = int(quick_steps)
         self.preview_seconds = float(preview_seconds)
