@@ -1084,11 +1084,12 @@ def _patch_score(content_patches: Tensor, style_patches: Tensor, chunk: int = 40
 
 
 def suggest_styles(content: object, candidates: object, model: Backbone | None = None, k: int = 3,
-                   layer: str = "relu3_1", *, size: int = 128) -> list[tuple[int | Path, float]]:
+                   layer: str | None = None, *, size: int = 128) -> list[tuple[int | Path, float]]:
     """Rank style images by deep-patch similarity to ``content``; the ``k`` best as (key, score).
 
     Each image (resized to ``size`` on the longer side) goes through ``model`` to
-    ``layer``; its 3×3 patches of feature vectors are normalised to unit length.
+    ``layer`` (default: the model's middle style layer, relu3_1 for VGG, stage3 for
+    EfficientNet-Lite); its 3×3 patches of feature vectors are normalised to unit length.
     For every content patch the most similar candidate patch (cosine similarity) is
     found, and the score is the mean of these best similarities (1 = every content
     patch has an exact counterpart): styles whose local structures can redraw the
@@ -1102,7 +1103,8 @@ def suggest_styles(content: object, candidates: object, model: Backbone | None =
     k = _count(k, "k")
     if model is None:
         model = _default_model(None)
-    layer = model.resolve_layer(layer)
+    style = model.spec.style_layers
+    layer = model.resolve_layer(layer if layer is not None else style[len(style) // 2] if style else "")
     if isinstance(candidates, Collection):
         keys: list[int | Path] = list(candidates.paths)
         sources: list[object] = list(keys)

@@ -210,7 +210,9 @@ class TransferLab(W.VBox):
     def _content_layer_options(self) -> list[str]:
         names = self.model.layer_names
         relus = [n for n in names if n.startswith("relu") and "_" in n]
-        return relus or [n for n in (*self.model.spec.style_layers, self.model.spec.content_layer) if n]
+        spec = self.model.spec
+        return relus or list(dict.fromkeys(n for n in (*spec.inspect_layers, *spec.style_layers, spec.content_layer)
+                                           if n))
 
     @staticmethod
     def _tv_label(value: float) -> str:
