@@ -50,10 +50,10 @@ setup() {
     "$UV" venv -q --python "$PYTHON" "$VENV"
   fi
   say "installing artlab and its dependencies (first time: a few minutes, mostly PyTorch)"
-  if ! "$UV" pip install --python "$BIN/python" -e ".[test,bench]"; then
+  if ! "$UV" pip install --compile-bytecode --python "$BIN/python" -e ".[test,bench]"; then
     # No network (CI, a train): everything may still be in uv's cache from an earlier install.
     say "online install failed; retrying from uv's local cache (--offline)"
-    "$UV" pip install --offline --python "$BIN/python" -e ".[test,bench]"
+    "$UV" pip install --compile-bytecode --offline --python "$BIN/python" -e ".[test,bench]"
   fi
   echo "$want" >"$STAMP"
   say "environment ready in $((SECONDS - t0)) s"

@@ -76,13 +76,15 @@ def _cmd_weights(args: argparse.Namespace) -> int:
         print(weights.cache_dir())
         return 0
     if args.action == "list":
+        def status(known: weights.KnownFile) -> str:
+            """cached (in the hub cache), bundled (inside its installed pip package) or missing."""
+            path = weights.cached_path(known)
+            if path is None:
+                return "missing"
+            return "cached" if path == known.path else "bundled"
+
         rows = [
-            (
-                f.key,
-                f"{f.size_mb:.0f} MB" if f.size_mb else "?",
-                f.filename,
-                "cached" if weights.cached_path(f) else "missing",
-            )
+            (f.key, f"{f.size_mb:.0f} MB" if f.size_mb else "?", f.filename, status(f))
             for f in weights.known_files()
         ]
         header = ("name", "size", "file", "status")
@@ -151,12 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("weights", help="pretrained files: list, import, download, where")
     wsub = w.add_subparsers(dest="action", required=True)
-    wsub.add_parser("list", help="every known pretrained file and whether it is cached")
+    wsub.add_parser("list", help="every known pretrained file: cached, bundled (in an installed package) or missing")
     wsub.add_parser("where", help="print the cache directory")
     imp = wsub.add_parser("import", help="check a downloaded file and copy it into the cache")
     imp.add_argument("file")
     imp.add_argument("--force", action="store_true", help="replace a cached file with different contents")
-    dl = wsub.add_parser("download", help="download a known file into the cache (needs internet)")
+    dl = wsub.add_parser("download", help="download a known file into the cache (needs internet); "
+                                          "prints its path, resumes a cut-off download, checks the sha256")
     dl.add_argument("name", help="a name from `artlab weights list`, e.g. vgg19/IMAGENET1K_V1")
     w.set_defaults(func=_cmd_weights)
     return parser

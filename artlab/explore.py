@@ -167,8 +167,8 @@ def _check_weights_here(model: str, weights: str | None) -> None:
         return
     spec = registered_backbones()[model]
     if spec.weights_file is None and spec.torchvision_name is None:
-        raise ExploreError(f"{model} is a random test twin without pretrained weights; use --weights random")
-    key = spec.weights_file or f"{spec.torchvision_name}"
+        return  # a random test twin: there is nothing to look for
+    key = spec.weights_file or spec.torchvision_name
     known = _weights.find_known(key)
     if _weights.cached_path(known) is None:
         raise ExploreError(
@@ -205,7 +205,8 @@ def check_options(
     if layer is not None:
         names, aliases = _layer_names(model)
         if layer not in names and layer not in aliases:
-            raise ExploreError(f"{model} has no layer {layer!r}; valid layers: {', '.join(names + aliases)}")
+            which = f"{_network_name(model)} (the best network here)" if model == "best" else model
+            raise ExploreError(f"{which} has no layer {layer!r}; valid layers: {', '.join(names + aliases)}")
     if pooling not in POOLINGS:
         raise ExploreError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
     if device is not None:

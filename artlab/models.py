@@ -439,7 +439,8 @@ def backbone(
       * ``"auto"``: the ImageNet weights if they are already here (cached or bundled);
         never downloads. When they are not, a :class:`WeightsNotFoundError` says how to
         get them: random weights are never a silent fallback. For "the best network on
-        this machine" use :func:`best_backbone`.
+        this machine" use :func:`best_backbone`. (The ``tiny_*`` test twins have no
+        trained weights at all: for them "auto" is their random init.)
       * ``None`` (or ``"random"``): seeded random init; the label says so in every figure.
       * a path to a ``.pth`` state dict: loaded with ``weights_only=True``.
 
@@ -475,6 +476,8 @@ def backbone(
         path = Path(choice).expanduser()
         _apply_state_dict(net, _load_state_dict_file(path), str(path))
         label, pretrained, source = f"{name} · weights from {path.name}", True, str(path)
+    elif isinstance(choice, str) and choice.lower() == "auto" and _is_twin(spec):
+        pass  # a test twin has no trained weights: asking for it is asking for a random network
     elif isinstance(choice, str):
         known, entry_name = _imagenet_file(spec, choice)
         path = _weights.cached_path(known)
@@ -501,6 +504,11 @@ def backbone(
         model.to(memory_format=torch.channels_last)
         model.channels_last = True
     return model
+
+
+def _is_twin(spec: BackboneSpec) -> bool:
+    """A random test twin (``tiny_*``): no pretrained weights exist for it."""
+    return spec.weights_file is None and spec.torchvision_name is None
 
 
 def _imagenet_file(spec: BackboneSpec, choice: str) -> tuple[_weights.KnownFile, str]:

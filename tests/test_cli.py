@@ -15,19 +15,22 @@ from artlab.cli import build_parser, main, notebooks_dir
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_quick_writes_index_with_figures(tmp_path, capsys, corpus):
+def test_demo_quick_writes_index_with_figures(tmp_path, capsys, corpus, hub_cache):
     assert main(["demo", "--quick", "--out", str(tmp_path / "tour")]) == 0
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     page = Path(printed)
     assert page == tmp_path / "tour" / "index.html" and page.is_file()
     html = page.read_text()
     images = re.findall(r'<img src="([^"]+)"', html)
-    assert {"corpus.png", "feature_maps.png", "style_distances.png", "textures.png"} <= set(images)
+    assert {"corpus.png", "feature_maps.png", "style_distances.png", "textures.png", "predictions.png",
+            "confidence.png"} <= set(images)
     for name in images:
         data = (page.parent / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
-    # no ImageNet file on this machine: the page must say the features are random
-    assert "random weights" in html and "vgg19 · random init" in html
+    # no VGG-19 file in the (private) hub cache: the tour runs on the bundled ImageNet EfficientNet-Lite0,
+    # says so and how to get VGG-19, and shows no random-weights banner
+    assert "efficientnet_lite0 · ImageNet" in html and "artlab weights download vgg19" in html
+    assert "random weights" not in html and "random init" not in html
 
 
 def test_lab_command_points_jupyter_at_the_notebooks(monkeypatch):

@@ -492,16 +492,22 @@ def test_finetune_is_a_seeded_generator_that_ends_with_a_model(tmp_path):
     folder = tmp_path / "images"
     _folder(folder, 12, classes=("monet", "seurat"), size=40)
 
-    def run():
+    def run(arch="efficientnet_lite0"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            job = E.finetune(folder, epochs=2, size=32, batch_size=4, seed=0, val_fraction=0.25)
+            job = E.finetune(folder, arch=arch, epochs=2, size=32, batch_size=4, seed=0, val_fraction=0.25)
             steps = list(job)
         return job, steps, caught
 
+    # the default starts from the ImageNet weights that come with artlab: no warning, a real network
     job, steps, caught = run()
-    assert any("random init" in str(w.message) for w in caught)  # no ImageNet weights offline: said loudly
-    assert job.label == "mobilenet_v2 · random init (seed 0)" and not job.model.pretrained
+    assert not [w for w in caught if "random init" in str(w.message)]
+    assert job.label == "efficientnet_lite0 · ImageNet, fine-tuned" and job.model.pretrained
+    assert torch.allclose(job.model.mean.flatten(), torch.tensor([127 / 255] * 3))  # Lite's own input scaling
+    # MobileNetV2 without its (uncached) ImageNet file: a random init, said loudly
+    mobile, _, caught = run("mobilenet_v2")
+    assert any("random init" in str(w.message) for w in caught)
+    assert mobile.label == "mobilenet_v2 · random init (seed 0)" and not mobile.model.pretrained
     assert (job.n_train, job.n_val) == (8, 4) and job.classes == ["monet", "seurat"]
     assert [s.epoch for s in steps] == [0, 0, 1, 1] and [s.step for s in steps] == [1, 2, 3, 4]
     assert [s.val_accuracy is None for s in steps] == [True, False, True, False]

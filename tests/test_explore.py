@@ -83,7 +83,9 @@ def test_a_single_image_is_not_a_map(tmp_path, capsys, no_server, corpus):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--model", "vgg91"], "unknown model 'vgg91'; choose one of"),
+        (["--model", "vgg91"], "unknown model 'vgg91'; choose best (the best network here) or one of"),
+        (["--model", "vgg19"], "vgg19's ImageNet weights (vgg19-dcbb9e9d.pth) are not on this machine"),
+        (["--weights", "/nowhere/vgg.pth", "--model", "vgg19"], "weights file /nowhere/vgg.pth does not exist"),
         (["--model", "tiny_vgg", "--layer", "relu9_9"], "tiny_vgg has no layer 'relu9_9'; valid layers: conv1_1"),
         (["--pooling", "max"], "unknown pooling 'max'; choose one of mean, mean+std, gram"),
         (["--size", "8"], "--size must be at least 32 pixels"),
@@ -107,7 +109,7 @@ def test_busy_port_is_refused(folder, capsys, no_server):
 
 
 def test_layer_aliases_are_accepted_without_building_weights(folder):
-    options = explore.check_options(folder, model="resnet50", layer="layer3")
+    options = explore.check_options(folder, model="resnet50", weights=None, layer="layer3")
     assert options.layer == "layer3"
 
 
@@ -128,11 +130,22 @@ def test_cli_passes_checked_options_to_serve(folder, tmp_path, monkeypatch):
     assert options.csv_path == tmp_path / "paintings_selection.csv"  # never inside the temporary app dir
 
 
-def test_defaults_are_vgg19_auto_weights(folder):
+def test_defaults_are_the_best_network_here(folder, hub_cache):
     args = build_parser().parse_args(["explore", str(folder)])
-    assert (args.model, args.weights, args.port, args.no_browser) == ("vgg19", "auto", None, False)
+    assert (args.model, args.weights, args.port, args.no_browser) == ("best", "auto", None, False)
     options = explore.check_options(folder)
-    assert (options.model, options.weights, options.layer) == ("vgg19", "auto", None)
+    assert (options.model, options.weights, options.layer) == ("best", "auto", None)
+    # "best" names a real network: layers are checked against the one best_backbone picks here
+    assert explore.check_options(folder, layer="stage3").layer == "stage3"  # bundled EfficientNet-Lite0
+    with pytest.raises(explore.ExploreError, match="has no layer 'relu3_1'"):
+        explore.check_options(folder, layer="relu3_1")
+
+
+def test_a_weights_file_needs_its_network(folder, tmp_path):
+    path = tmp_path / "mine.pth"
+    path.write_bytes(b"x")
+    with pytest.raises(explore.ExploreError, match="pass --model too"):
+        explore.check_options(folder, weights=str(path))
 
 
 def test_parser_lists_explore():

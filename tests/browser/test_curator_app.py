@@ -21,6 +21,7 @@ from artlab import explore
 
 #: the page's widget texts (see widgets/curator_app.py and widgets/embedding_map.py)
 RED_LABEL = "random weights, not ImageNet features"
+LABEL = "efficientnet_lite0 · ImageNet"
 
 _PLOT_STATE_JS = """() => {
   const gd = document.querySelector('.js-plotly-plot');
@@ -52,11 +53,13 @@ def folder(tmp_path, corpus):
 
 @pytest.fixture()
 def explore_server(folder, tmp_path):
-    """``artlab explore FOLDER --size 64`` (model vgg19, weights auto: a random init offline)."""
+    """``artlab explore FOLDER --size 64`` (model "best": the bundled ImageNet EfficientNet-Lite0, since the
+    server's torch hub cache is private and empty, so no VGG-19 file is found there)."""
     pytest.importorskip("psutil")
     options = explore.check_options(folder, size=64, cache_dir=tmp_path / "embeddings",
                                     csv_path=tmp_path / "selection.csv")
-    env = lab.jupyter_server_env(tmp_path / "jupyter")  # the user's Jupyter config stays out of it
+    # the user's Jupyter config and torch hub cache stay out of it
+    env = lab.jupyter_server_env(tmp_path / "jupyter", {"TORCH_HOME": str(tmp_path / "torch_home")})
     server = explore.start_server(options, env=env, log=tmp_path / "voila.log", startup_timeout_s=120)
     server.kernels = kernels = []  # the test adds the kernel processes it sees
     try:
@@ -99,7 +102,7 @@ def test_explore_page_embeds_then_maps_and_selection_fills_the_grid(app_page, ex
     explore_server.kernels += psutil.Process(explore_server.process.pid).children(recursive=True)
     assert explore_server.kernels, "no kernel runs under the voila server"
 
-    # 1. progress first: the bar and a status line, no map yet. (The app builds vgg19 and embeds
+    # 1. progress first: the bar and a status line, no map yet. (The app builds its network and embeds
     # 12 images before any map exists: seconds, while the page renders in about one.)
     def progress():
         state = page.evaluate(_PROGRESS_JS)
@@ -119,10 +122,12 @@ def test_explore_page_embeds_then_maps_and_selection_fills_the_grid(app_page, ex
     final = page.evaluate(_PROGRESS_JS)
     assert not final["bar"] and re.search(r"12 images embedded \(12 computed", final["status"]), final
 
-    # the model label is visible, in red: no ImageNet weights on this machine
-    labels = page.locator(f"span:has-text('{RED_LABEL}'):visible")
+    # the model label is visible and not red: a trained network, with a note on how to get VGG-19
+    labels = page.locator(f"span:has-text('{LABEL}'):visible")
     assert labels.count() >= 1
-    assert labels.first.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(192, 57, 43)"
+    assert labels.first.evaluate("e => getComputedStyle(e).backgroundColor") != "rgb(192, 57, 43)"
+    assert page.locator(f"text={RED_LABEL}").count() == 0
+    assert page.locator("text=/artlab weights download vgg19/").count() >= 1
     # no code anywhere in the page (Voilà strips the cell's source)
     text = page.locator("body").inner_text()
     assert "CuratorApp(" not in text and "from artlab" not in text
