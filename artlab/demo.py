@@ -228,6 +228,7 @@ def run_demo(out_dir: str | Path = "artlab-demo", *, quick: bool = False, seed: 
     ctx = DemoContext(Path(out_dir).expanduser().resolve(), quick=quick, seed=seed, device=device, log=log)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    log(f"[artlab demo] {ctx.model.note}")
     figures: list[tuple[str, DemoFigure]] = []
     for name, fn in list(_SECTIONS):
         t0 = time.perf_counter()

@@ -1350,8 +1350,8 @@ def finetune(
     classifier replaced by a K-way linear layer; every layer is trained with Adam at
     ``lr``. ``weights="auto"`` starts from ImageNet weights (MobileNetV2: if they are in
     the torch hub cache, otherwise from a seeded random init with a warning; ``label``
-    says which); ``"imagenet"`` requires them; None forces random. A stratified ``val_fraction`` of each class is held out and
-    evaluated after every epoch. Images are loaded once at size×size (centre crop) and
+    says which); ``"imagenet"`` requires them; None forces random. A stratified
+    ``val_fraction`` of each class is held out and evaluated after every epoch. Images are loaded once at size×size (centre crop) and
     flipped left-right at random (seeded) while training. Yields one
     :class:`FinetuneStep` per batch; the returned :class:`Finetune` exposes ``model``.
     """

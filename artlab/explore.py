@@ -80,7 +80,8 @@ class ExploreOptions:
     ``model="best"`` is :func:`artlab.models.best_backbone` (VGG-19 when its ImageNet file
     is cached, else the bundled EfficientNet-Lite0); ``weights`` follows
     :func:`artlab.models.backbone` (``"auto"``: ImageNet weights already on this machine;
-    ``None``: a seeded random init that the page labels in red). ``layer=None`` lets :func:`artlab.embed.embed` pick the model's default.
+    ``None``: a seeded random init that the page labels in red). ``layer=None`` lets
+    :func:`artlab.embed.embed` pick the model's default.
     ``csv_path`` is where the map's "Export CSV" writes (the app's own folder is
     temporary, so it must not be relative to it).
     """
@@ -561,7 +562,9 @@ def serve(options: ExploreOptions, *, port: int | None = None, open_browser: boo
     print(f"artlab explore: {options.folder}")
     from artlab.embed import default_cache_dir
 
-    print(f"  model {options.model} ({options.weights or 'random'} weights), "
+    network = _network_name(options.model)
+    which = f"{network} (the best network here)" if options.model == "best" else network
+    print(f"  model {which} ({options.weights or 'random'} weights), "
           f"embeddings cached in {options.cache_dir or default_cache_dir()}")
     print(f"  open {server.url}")
     print("  (the first visit embeds the folder, with a progress bar; press Ctrl+C here to stop)", flush=True)

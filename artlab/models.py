@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -410,6 +409,14 @@ def _apply_state_dict(net: nn.Module, state: dict[str, Tensor], source: str) -> 
     """Load torchvision-named keys (a ``net.`` prefix from Backbone.state_dict() is accepted)."""
     if state and all(k.startswith("net.") for k in state):
         state = {k[4:]: v for k, v in state.items()}
+    own = net.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(own[k].shape)})" for k, v in state.items()
+             if k in own and isinstance(v, Tensor) and v.shape != own[k].shape]
+    if wrong:
+        raise _weights.WeightsError(
+            f"{source} does not match this architecture: {len(wrong)} tensor(s) of another shape, e.g. "
+            f"{'; '.join(wrong[:3])} (a file of another network or variant?)"
+        )
     result = net.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise _weights.WeightsError(

@@ -28,10 +28,16 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from artlab.data import Collection
-from artlab.images import ImageLoadError, ensure_image_batch, load_images, thumbnail, to_numpy_hwc
+from artlab.images import (
+    ImageLoadError,
+    ensure_image_batch,
+    load_images,
+    thumbnail,
+    to_numpy_hwc,
+)
 from artlab.models import Backbone, features
 
-__all__ = ["Predictions", "predict", "imagenet_categories", "compare_confidence", "confidence_table"]
+__all__ = ["Predictions", "compare_confidence", "confidence_table", "imagenet_categories", "predict"]
 
 #: entropy of a uniform guess over the 1000 ImageNet classes, in bits
 MAX_ENTROPY_BITS = math.log2(1000)
@@ -137,24 +143,27 @@ def _short(text: str, width: int = 28) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _sources(images: Any) -> tuple[list[Any], list[str]]:
-    """(one source per image, its name) from a tensor, a folder, a Collection or a list."""
+def _sources(images: Any) -> tuple[list[Any], list[str], list[tuple[str, str]]]:
+    """(one source per image, its name, files already found unreadable) from a tensor, a folder,
+    a Collection or a list. A folder's or Collection's unreadable files (its ``skipped``, found
+    by the header check of :meth:`Collection.from_folder`) are passed on, not dropped silently."""
     if isinstance(images, Tensor):
         batch = ensure_image_batch(images)
-        return [batch[i : i + 1] for i in range(batch.shape[0])], [f"image {i}" for i in range(batch.shape[0])]
+        return [batch[i : i + 1] for i in range(batch.shape[0])], [f"image {i}" for i in range(batch.shape[0])], []
     if isinstance(images, (str, os.PathLike)):
         path = Path(images).expanduser()
         if path.is_dir():
             images = Collection.from_folder(path)
         elif path.is_file():
-            return [path], [str(path)]
+            return [path], [str(path)], []
         else:
             raise ValueError(f"{path} does not exist; pass an image, a folder, a list of images or a tensor")
     if isinstance(images, Collection):
-        return list(images.paths), [str(p) for p in images.paths]
+        return (list(images.paths), [str(p) for p in images.paths],
+                [(str(p), why) for p, why in images.skipped])
     if isinstance(images, Iterable):
         items = [Path(s).expanduser() if isinstance(s, (str, os.PathLike)) else s for s in images]
-        return items, [str(s) if isinstance(s, Path) else f"image {i}" for i, s in enumerate(items)]
+        return items, [str(s) if isinstance(s, Path) else f"image {i}" for i, s in enumerate(items)], []
     raise TypeError(f"images must be a tensor, a path, a folder, a Collection or a list, got {type(images).__name__}")
 
 
@@ -190,13 +199,12 @@ def predict(
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     size = int(size or model.spec.resolution)
-    sources, names = _sources(images)
+    sources, names, skipped = _sources(images)
     if not sources:
         raise ValueError("no images given")
     categories = imagenet_categories()
     device = model.mean.device
     kept_names: list[str] = []
-    skipped: list[tuple[str, str]] = []
     thumbs: list[Tensor] = []
     top_i, top_p, conf, ent = [], [], [], []
     with tqdm(total=len(sources), desc=f"{model.name}: predicting", unit="img", disable=not progress) as bar:

@@ -63,7 +63,7 @@ from torch import Tensor, nn
 
 from artlab.gram import _check_image_size, _output_size, _style_layers, gram
 from artlab.images import ensure_image_batch, load_image, to_numpy_hwc
-from artlab.models import Backbone, backbone, best_backbone, features, receptive_field
+from artlab.models import Backbone, best_backbone, features, receptive_field
 from artlab.optimize import OPTIMIZERS, ImageOptimizer, check_optimizer
 
 __all__ = [
@@ -1038,8 +1038,8 @@ def stylize(content: object, styles: object, model: Backbone | None = None,
     N×3×H×W batch); grayscale images become RGB. Each style is resized so its longer
     side equals the output's longer side (its own aspect ratio kept: Grams average
     over positions, so the shapes need not match). model: default
-    :func:`artlab.models.best_backbone` (VGG-19 if cached, else EfficientNet-Lite0). settings: a :class:`TransferSettings`;
-    ``**overrides`` change single fields (``stylize(c, s, steps=50, init=previous)``).
+    :func:`artlab.models.best_backbone` (VGG-19 if cached, else EfficientNet-Lite0).
+    settings: a :class:`TransferSettings`; ``**overrides`` change single fields (``stylize(c, s, steps=50, init=previous)``).
 
     Before anything runs, the settings are validated (``ValueError`` with what to
     change) and the memory is estimated: a run that would not fit raises

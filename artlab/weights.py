@@ -152,6 +152,8 @@ def known_files() -> list[KnownFile]:
 
 def find_known(name: str) -> KnownFile:
     """Look a file up by key (``vgg19/IMAGENET1K_V1``), file name or model name (its first entry)."""
+    if name in _EXTRA:  # registered files (EfficientNet-Lite, StyleGAN): no need to list torchvision's
+        return _EXTRA[name]
     files = known_files()
     for f in files:
         if name in (f.key, f.filename):

