@@ -35,7 +35,8 @@ import torch
 from torch import Tensor
 
 from artlab.images import ensure_image_batch, load_image
-from artlab.models import Backbone, features, receptive_field
+from artlab.models import Backbone, BackboneSpec, default_layer_weights, features, receptive_field, \
+    registered_backbones
 from artlab.optimize import ImageOptimizer, check_optimizer
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "shuffle_experiment",
     "synthesize_texture",
     "texture_from",
+    "total_variation",
 ]
 
 #: How :func:`gram` scales F Fᵀ: by C·H·W ("gatys"), by H·W ("hw") or not at all ("none").
@@ -282,8 +284,11 @@ def _layer_distance(a: Tensor, b: Tensor) -> Tensor:
     return (a.double() - b.double()).square().mean(dim=(-2, -1))
 
 
-def _layer_weights(layers: list[str], layer_weights: Mapping[str, float] | None) -> dict[str, float]:
+def _layer_weights(layers: list[str], layer_weights: Mapping[str, float] | None,
+                   model: Backbone | BackboneSpec | None = None) -> dict[str, float]:
     if layer_weights is None:
+        if model is not None:  # the network's own balance of its style layers, else 1/n
+            return default_layer_weights(model, layers)
         return {layer: 1.0 / len(layers) for layer in layers}  # Gatys et al.: w_l = 1/(number of layers)
     unknown = [k for k in layer_weights if k not in layers]
     missing = [layer for layer in layers if layer not in layer_weights]
@@ -331,7 +336,9 @@ def style_distance(
     here is the paper's times 4/C² for "gatys" Grams (divided by C·H·W), times 4 for
     "hw" Grams and times 4·M_l² for "none" (see :func:`gram`). Departure: a constant
     factor per layer, which only rescales the layer weights. Total: Σ_l w_l E_l with
-    w_l = 1/len(layers) unless ``layer_weights`` gives one weight per layer.
+    w_l from ``layer_weights`` (one weight per layer) or else the network's default
+    (:func:`artlab.models.default_layer_weights`: 1/len(layers) for VGG, as in the paper;
+    balanced per layer for EfficientNet-Lite).
 
     Only comparable Grams are compared: a ``ValueError`` says so when the two come
     from different models, normalisations, layer sets or channel counts.
@@ -387,7 +394,8 @@ def style_distance(
         if sa != sb:
             raise ValueError(f"at {layer}, A's Gram is {sa[0]}×{sa[-1]} but B's is {sb[0]}×{sb[-1]}: "
                              "different channel counts, so the two cannot be compared")
-    weights = _layer_weights(layers, layer_weights)
+    network = model if model is not None else registered_backbones().get(ga.model_name)
+    weights = _layer_weights(layers, layer_weights, network)
     per_layer = {layer: float(_layer_distance(ga.grams[layer], gb.grams[layer].to(ga.grams[layer].device)))
                  for layer in layers}
     total = float(sum(weights[layer] * per_layer[layer] for layer in layers))
@@ -417,7 +425,7 @@ def style_distance_matrix(
     if len(singles) < 2:
         raise ValueError(f"need at least two images to compare, got {len(singles)}")
     layers = _style_layers(model, layers)
-    weights = _layer_weights(layers, layer_weights)
+    weights = _layer_weights(layers, layer_weights, model)
     sets = [compute_grams(model, img, layers, normalize=normalize) for img in singles]
     n = len(sets)
     per_layer: dict[str, Tensor] = {}
@@ -650,12 +658,23 @@ class SynthesisStep:
     status: str = "ok"
 
 
+def total_variation(x: Tensor, *, wrap: bool = False) -> Tensor:
+    """Mean squared difference of vertical and horizontal neighbours (``wrap``: with the left/right
+    wrap-around pair, for 360° panoramas). The smoothness prior of style transfer's τ term."""
+    dy = (x[..., 1:, :] - x[..., :-1, :]).square().mean()
+    dx = (torch.roll(x, -1, dims=-1) - x) if wrap else (x[..., 1:] - x[..., :-1])
+    return dy + dx.square().mean()
+
+
 def _texture_loss(model: Backbone, x: Tensor, targets: Mapping[str, Tensor], weights: Mapping[str, float],
-                  normalize: str) -> tuple[Tensor, dict[str, Tensor]]:
-    """Σ_l w_l mean((G_l(x) − target_l)²) and its per-layer terms (differentiable in x)."""
+                  normalize: str, tv_weight: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+    """Σ_l w_l mean((G_l(x) − target_l)²) (+ τ·TV(x)) and its per-layer terms (differentiable in x)."""
     feats = features(model, x, list(targets))
     terms = {layer: (gram(feats[layer], normalize)[0] - target).square().mean() for layer, target in targets.items()}
-    return sum(weights[layer] * term for layer, term in terms.items()), terms
+    loss = sum(weights[layer] * term for layer, term in terms.items())
+    if tv_weight > 0:
+        loss = loss + tv_weight * total_variation(x)
+    return loss, terms
 
 
 def _output_size(size: int | tuple[int, int] | None, like: tuple[int, int]) -> tuple[int, int]:
@@ -714,6 +733,8 @@ def synthesize_texture(
     preview_every: int = 10,
     init: Tensor | None = None,
     device: str | torch.device | None = None,
+    layer_weights: Mapping[str, float] | None = None,
+    tv_weight: float | None = None,
 ) -> TextureSynthesis:
     """Gatys texture synthesis: optimise an image from seeded noise until its Grams match the target's.
 
@@ -721,8 +742,13 @@ def synthesize_texture(
     and its normalisation is used) or an image (its Grams are computed at ``size``,
     default its own size, at ``layers``, default the model's style layers).
     The output has ``size`` (an int sets the longer side; default the target image's
-    size, or ``init``'s). Loss: Σ_l w_l mean((G_l(x) − G_l(target))²), w_l = 1/len(layers)
-    (see :func:`style_distance` for how this relates to the paper's E_l).
+    size, or ``init``'s). Loss: Σ_l w_l mean((G_l(x) − G_l(target))²), w_l from
+    ``layer_weights`` (one per layer) or the network's default (1/len(layers) for VGG;
+    see :func:`style_distance` for how this relates to the paper's E_l), plus ``tv_weight`` τ
+    times the total variation of the image (None: the network's ``spec.texture_tv_weight``,
+    0 for VGG as in the paper; departure for EfficientNet-Lite, whose first layer has stride
+    2 and so leaves pixel-level high frequencies unconstrained: from noise they stay as
+    rainbow speckle unless a little smoothness is asked for).
 
     optimizer:
       * ``"lbfgs"`` (default; lr default 1): ``torch.optim.LBFGS`` with
@@ -803,7 +829,7 @@ def synthesize_texture(
     _check_image_size(model, out_size, layers)
 
     targets = {layer: target_set.grams[layer].detach().to(model_device, torch.float32) for layer in layers}
-    weights = _layer_weights(layers, None)
+    weights = _layer_weights(layers, layer_weights, model)
     normalize = target_set.normalize
     if init is None:
         generator = torch.Generator().manual_seed(int(seed))
@@ -811,8 +837,12 @@ def synthesize_texture(
     else:
         start = init.detach().clone()
 
+    tau = float(model.spec.texture_tv_weight if tv_weight is None else tv_weight)
+    if not (math.isfinite(tau) and tau >= 0):
+        raise ValueError(f"tv_weight must be a finite number >= 0, got {tv_weight!r}")
+
     def objective(x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return _texture_loss(model, x, targets, weights, normalize)
+        return _texture_loss(model, x, targets, weights, normalize, tau)
 
     optim = ImageOptimizer(objective, start.to(model_device), optimizer=optimizer, lr=lr)
 

@@ -35,6 +35,7 @@ __all__ = [
     "BackboneSpec",
     "backbone",
     "best_backbone",
+    "default_layer_weights",
     "features",
     "layer_names",
     "register_backbone",
@@ -74,6 +75,11 @@ class BackboneSpec:
     #: default style weight β (content weight α = 1) for style transfer with this network:
     #: the Gram magnitudes differ between networks, so one β does not fit all
     style_weight: float = 1e5
+    #: relative Gram-loss weight of each default style layer ((layer, weight) pairs; normalised to sum 1
+    #: when used); None: w_l = 1/len(layers), as Gatys et al. See :func:`default_layer_weights`.
+    style_layer_weights: tuple[tuple[str, float], ...] | None = None
+    #: default total-variation weight τ of texture synthesis (0: none, as Gatys et al.)
+    texture_tv_weight: float = 0.0
     #: layers from shallow to deep for per-layer views (domain shift, activations); () = style + content layers
     inspect_layers: tuple[str, ...] = ()
     #: the layer :func:`artlab.embed.embed` pools by default (None: the content layer)
@@ -231,12 +237,21 @@ def _lite(name: str) -> Callable[[], nn.Module]:
     return lambda: efficientnet_lite(name)
 
 
-# Style transfer with EfficientNet-Lite: the Grams of the block outputs from the stem to stage 4
-# (112 → 14 px at 224 input) play the role of VGG's relu1_1 … relu5_1, stage 4's last block that
-# of relu4_2. Chosen by comparing results on the shared paintings and photos (see the README).
-_LITE_STYLE = ("stem", "stage2", "stage3", "stage4", "stage5")
+# Style transfer with EfficientNet-Lite: the Grams of the stem and of the ends of stages 2-4 (112 → 14 px
+# at 224 input; receptive fields 3-147 px, so they still see texture in a 192 px image) play the role of
+# VGG's relu1_1 … relu5_1, stage 4's last block that of relu4_2. Their normalised Grams differ in size by
+# two orders of magnitude (median distance photo ↔ painting on the shared data: stem 0.0035, stage2 0.46,
+# stage3 0.069, stage4 0.020), so with equal weights stage2 alone would make the loss; each layer is
+# weighted by the inverse of that typical distance instead, so every layer counts about equally.
+# Departure from Gatys et al. (w_l = 1/n), chosen by comparing results on the shared paintings and photos.
+_LITE_STYLE = ("stem", "stage2", "stage3", "stage4")
+_LITE_STYLE_WEIGHTS = (("stem", 1 / 0.0035), ("stage2", 1 / 0.46), ("stage3", 1 / 0.069), ("stage4", 1 / 0.020))
 _LITE_CONTENT = "stage4"
 # per-layer views walk the whole network: the stem, the end of every stage from 2 on, the 1280-d head
+# embeddings pool stage 6 (192 channels): on the shared paintings a linear probe tells the six artists
+# apart with balanced accuracy 0.83 from it against 0.69 from the 1280-d head, which is tuned to
+# ImageNet's object classes rather than to how a picture is painted
+_LITE_EMBED = "stage6"
 _LITE_INSPECT = ("stem", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "head")
 for _name, _desc in [
     ("efficientnet_lite0", "EfficientNet-Lite0 (ImageNet weights bundled with artlab)"),
@@ -247,8 +262,9 @@ for _name, _desc in [
         BackboneSpec(
             _name, _lite(_name), _lite_stages, None, _desc, _LITE_STYLE, _LITE_CONTENT,
             frozenset({"efficientnet_lite"}), mean=LITE_MEAN, std=LITE_STD, weights_file=f"{_name}/IMAGENET",
-            logits_layer="logits", resolution=LITE_CONFIGS[_name].resolution, style_weight=1e4,
-            title=_desc.split(" (")[0], inspect_layers=_LITE_INSPECT, embed_layer="head",
+            logits_layer="logits", resolution=LITE_CONFIGS[_name].resolution, style_weight=1e5,
+            style_layer_weights=_LITE_STYLE_WEIGHTS, texture_tv_weight=0.01,
+            title=_desc.split(" (")[0], inspect_layers=_LITE_INSPECT, embed_layer=_LITE_EMBED,
         )
     )
 register_backbone(
@@ -256,7 +272,9 @@ register_backbone(
         "tiny_efficientnet_lite", _lite("tiny_efficientnet_lite"), _lite_stages, None,
         "tiny random EfficientNet-Lite0 twin for tests", _LITE_STYLE, _LITE_CONTENT,
         frozenset({"efficientnet_lite", "tiny"}), mean=LITE_MEAN, std=LITE_STD, logits_layer="logits",
-        style_weight=1e4, title="tiny EfficientNet-Lite twin", inspect_layers=_LITE_INSPECT, embed_layer="head",
+        style_weight=1e5, style_layer_weights=_LITE_STYLE_WEIGHTS, texture_tv_weight=0.01,
+        title="tiny EfficientNet-Lite twin",
+        inspect_layers=_LITE_INSPECT, embed_layer=_LITE_EMBED,
     )
 )
 
@@ -330,6 +348,29 @@ class Backbone(nn.Module):
 
     def extra_repr(self) -> str:
         return f"label={self.label!r}"
+
+
+def default_layer_weights(model: Backbone | BackboneSpec, layers: Sequence[str]) -> dict[str, float]:
+    """The Gram-loss weight w_l of each of ``layers`` when the caller gives none.
+
+    The network's own balance (``spec.style_layer_weights``, normalised to sum 1 over
+    ``layers``) when it names every one of ``layers``; otherwise Gatys et al.'s 1/n.
+    With a built model, names are matched through aliases (``stage2`` = ``stage2.1``);
+    with a spec, exactly.
+    """
+    layers = list(layers)
+    spec = model.spec if isinstance(model, Backbone) else model
+    rel = dict(spec.style_layer_weights or ())
+    if rel and layers:
+        if isinstance(model, Backbone):
+            rel = {model.resolve_layer(k): v for k, v in rel.items()}
+            values = [rel.get(model.resolve_layer(layer)) for layer in layers]
+        else:
+            values = [rel.get(layer) for layer in layers]
+        if all(v is not None for v in values):
+            total = float(sum(values))
+            return {layer: float(v) / total for layer, v in zip(layers, values)}
+    return {layer: 1.0 / len(layers) for layer in layers}
 
 
 def layer_names(model: Backbone | str) -> list[str]:

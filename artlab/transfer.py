@@ -61,9 +61,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from artlab.gram import _check_image_size, _output_size, _style_layers, gram
+from artlab.gram import _check_image_size, _output_size, _style_layers, gram, total_variation
 from artlab.images import ensure_image_batch, load_image, to_numpy_hwc
-from artlab.models import Backbone, best_backbone, features, receptive_field
+from artlab.models import Backbone, best_backbone, default_layer_weights, features, receptive_field
 from artlab.optimize import OPTIMIZERS, ImageOptimizer, check_optimizer
 
 __all__ = [
@@ -662,12 +662,16 @@ def _check_device(model: Backbone, device: str | torch.device | None) -> torch.d
 
 
 def _style_weights(model: Backbone, layers: list[str], given: Mapping[str, float] | None) -> dict[str, float]:
-    weights = {layer: 1.0 / len(layers) for layer in layers}  # Gatys et al.: w_l = 1/(number of layers)
+    # Gatys et al.: w_l = 1/(number of layers); networks with Grams of very different sizes
+    # (EfficientNet-Lite) bring their own balance (artlab.models.default_layer_weights)
+    weights = default_layer_weights(model, layers)
     if given:
         resolved = {}
+        # match by canonical name: "stage2" (an alias) and "stage2.1" name the same style layer
+        by_canonical = {model.resolve_layer(layer): layer for layer in layers}
         for layer, weight in given.items():
-            name = model.resolve_layer(layer)
-            if name not in weights:
+            name = by_canonical.get(model.resolve_layer(layer))
+            if name is None:
                 raise ValueError(f"layer_weights names {layer!r}, which is not a style layer {layers}; "
                                  "add it to style_layers or remove it from layer_weights")
             resolved[name] = float(weight)
@@ -714,13 +718,6 @@ class _Scale:
     index: int
     size: tuple[int, int]
     steps: int
-
-
-def _tv_loss(x: Tensor, wrap: bool) -> Tensor:
-    """Mean squared difference of vertical and horizontal neighbours (with the wrap-around pair for panoramas)."""
-    dy = (x[..., 1:, :] - x[..., :-1, :]).square().mean()
-    dx = (torch.roll(x, -1, dims=-1) - x) if wrap else (x[..., 1:] - x[..., :-1])
-    return dy + dx.square().mean()
 
 
 def _remap(feats: Tensor, target_sorted: Tensor) -> Tensor:
@@ -925,7 +922,7 @@ class StyleTransfer(Iterator[TransferStep]):
                     terms["histogram"] = hw * sum(per.values()) / len(per)
                     terms.update({f"histogram/{layer}": v for layer, v in per.items()})
             if tw > 0:
-                terms["tv"] = tw * _tv_loss(y, s.panorama)
+                terms["tv"] = tw * total_variation(y, wrap=s.panorama)
             total = terms["content"] + terms["style"] + terms["histogram"] + terms["tv"]
             return total, terms
 

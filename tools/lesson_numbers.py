@@ -2,8 +2,9 @@
 
     .venv/bin/python tools/lesson_numbers.py
 
-prints them in the form of ``QUOTED`` in tools/make_notebook_01.py: paste, regenerate the
-notebook (and update the README sentence that repeats them). tests/test_notebooks.py measures
+prints them in the form of ``QUOTED`` in tools/make_notebook_01.py and tools/make_notebook_04.py
+(each takes the keys its texts use): paste, regenerate the notebooks (and update the README sentence
+that repeats the confidences). tests/test_notebooks.py measures
 them again with these functions and fails when the text and a real run disagree.
 
 Every number is EfficientNet-Lite0's (the ImageNet weights bundled with artlab, so every machine
@@ -28,6 +29,26 @@ def lite0():
     return backbone("efficientnet_lite0", weights="imagenet", download=False, device="cpu")
 
 
+def feature_map_numbers(model, corpus) -> dict:
+    """Section 2 of notebook 01: cosine similarity of the channel means at the deepest style layer, between
+    the brush-stroke astronaut and its photo and between the astronaut and rocket photos, for the trained
+    network and for the same architecture with random weights (224 px, the lesson's default size)."""
+    import torch
+
+    from artlab.models import backbone, features
+
+    size = 224
+    images = torch.cat([corpus.subset(style=style, subject=subject).load(0, (size, size))
+                        for style, subject in (("brush", "astronaut"), ("photo", "astronaut"), ("photo", "rocket"))])
+    deep = model.spec.style_layers[-1]
+    out = {}
+    for which, net in (("trained", model), ("random", backbone(model.name, weights=None, device="cpu"))):
+        pooled = torch.nn.functional.normalize(features(net, images, [deep])[deep].mean(dim=(2, 3)), dim=1)
+        out[f"{which}_similarity_painting_photo"] = float(pooled[0] @ pooled[1])
+        out[f"{which}_similarity_photo_rocket"] = float(pooled[1] @ pooled[2])
+    return out
+
+
 def prediction_numbers(model, corpus) -> dict:
     """Section 5 of notebook 01: what the network thinks photos and paintings are."""
     from artlab.predict import confidence_table, predict
@@ -35,21 +56,31 @@ def prediction_numbers(model, corpus) -> dict:
     photos = predict(model, corpus.subset(domain="photo"))
     paintings = predict(model, corpus.subset(domain="painting"))
     table = confidence_table({"photos": photos, "paintings": paintings}).set_index("set")
-    by_style = {s: predict(model, corpus.subset(style=s)) for s in PAINT_STYLES}
     # each painting against the photo it was painted from (the same subject)
-    subject_of = {str(item.path): item.meta["subject"] for item in corpus}
-    photo_of = {subject_of[n]: (top1, conf) for n, top1, conf in
+    meta = {str(item.path): item.meta for item in corpus}
+    photo_of = {meta[n]["subject"]: (top1, conf) for n, top1, conf in
                 zip(photos.names, photos.top1(), photos.confidence.tolist())}
     kept = lower = 0
-    for preds in by_style.values():
-        for name, top1, conf in zip(preds.names, preds.top1(), preds.confidence.tolist()):
-            photo_top1, photo_conf = photo_of[subject_of[name]]
-            kept += top1 == photo_top1
-            lower += conf < photo_conf
-    style_conf = {s: float(p.confidence.mean()) for s, p in by_style.items()}
-    slic_top = Counter(by_style["slic"].top1()).most_common(1)[0]
-    woodblock_top = Counter(by_style["woodblock"].top1()).most_common(1)[0]
+    confs: dict[str, list[float]] = {s: [] for s in PAINT_STYLES}
+    top1s: dict[str, list[str]] = {s: [] for s in PAINT_STYLES}
+    for name, top1, conf in zip(paintings.names, paintings.top1(), paintings.confidence.tolist()):
+        photo_top1, photo_conf = photo_of[meta[name]["subject"]]
+        kept += top1 == photo_top1
+        lower += conf < photo_conf
+        confs[meta[name]["style"]].append(conf)
+        top1s[meta[name]["style"]].append(top1)
+    style_conf = {s: sum(c) / len(c) for s, c in confs.items()}
+    slic_top = Counter(top1s["slic"]).most_common(1)[0]
+    woodblock_top = Counter(top1s["woodblock"]).most_common(1)[0]
+    cat = {meta[n]["style"]: (top1, conf) for preds in (photos, paintings)
+           for n, top1, conf in zip(preds.names, preds.top1(), preds.confidence.tolist())
+           if meta[n]["subject"] == "chelsea"}
+    unsure = min(range(len(photos)), key=lambda i: float(photos.confidence[i]))
     return {
+        "cat_top1": {style: top1 for style, (top1, _) in sorted(cat.items())},
+        "unsure_photo": meta[photos.names[unsure]]["subject"],
+        "unsure_photo_top1": photos.top1()[unsure],
+        "unsure_photo_confidence": float(photos.confidence[unsure]),
         "photo_confidence": float(photos.confidence.mean()),
         "painting_confidence": float(paintings.confidence.mean()),
         "photo_entropy": float(photos.entropy.mean()),
@@ -91,18 +122,86 @@ def shift_numbers(model, corpus) -> dict:
     }
 
 
-def measure() -> dict:
+def embedding_claims(model, corpus, cache_dir=None) -> dict:
+    """Notebook 04's statements about EfficientNet-Lite0's embeddings (default size 224, 5 folds), as facts
+    to check: who the pointillist coffee's neighbours are, what the probe confuses, how pooling compares."""
+    from artlab.embed import embed, linear_probe, nearest
+
+    kw = dict(size=224, progress=False, cache_dir=cache_dir)
+    emb = embed(corpus, model, **kw)
+    gram = embed(corpus, model, pooling="gram", **kw)
+    query = emb.paths.index(str(corpus.subset(style="pointillism", subject="coffee")[0].path))
+    near = nearest(emb, query, k=5)
+    probe = linear_probe(emb, folds=5)
+    conf = probe.confusion
+    i = {c: k for k, c in enumerate(probe.classes)}
+    return {
+        "neighbour_styles": list(near["label"]),
+        "neighbour_subjects": list(near["subject"]),
+        "photos_taken_for_kmeans": int(conf[i["photo"], i["kmeans"]]),
+        "kmeans_taken_for_photos": int(conf[i["kmeans"], i["photo"]]),
+        "style_probe_accuracy": float(probe.accuracy),
+        "style_probe_chance": float(probe.chance),
+        "gram_style_probe_accuracy": float(linear_probe(gram, folds=5).accuracy),
+        "domain_probe_balanced": float(linear_probe(emb, "domain", folds=5).balanced_accuracy),
+    }
+
+
+def _shared_sets(data):
+    from pathlib import Path
+
+    from artlab.data import Collection
+
+    return tuple(Collection.from_folder(Path(data) / name) for name in ("paintings", "photos"))
+
+
+def shared_prediction_numbers(model, data) -> dict:
+    """Notebook 01 also quotes the developers' set of real paintings and photographs (``../shared/data``:
+    paintings in artist folders, photographs in topic folders; not shipped with artlab, so the tests that
+    check these numbers skip without it)."""
+    from artlab.predict import confidence_table, predict
+
+    paintings, photos = _shared_sets(data)
+    p_paint, p_photo = predict(model, paintings), predict(model, photos)
+    table = confidence_table({"photos": p_photo, "paintings": p_paint}).set_index("set")
+    return {
+        "shared_paintings": len(p_paint), "shared_photos": len(p_photo),
+        "shared_photo_confidence": float(p_photo.confidence.mean()),
+        "shared_painting_confidence": float(p_paint.confidence.mean()),
+        "shared_p_confidence": float(table.loc["paintings", "p (confidence vs photos)"]),
+    }
+
+
+def shared_probe_numbers(model, data) -> dict:
+    """Notebook 04: the painting-or-photo probe on the developers' set (see shared_prediction_numbers)."""
+    from artlab.embed import embed, linear_probe
+
+    paintings, photos = _shared_sets(data)
+    emb = embed([*paintings.paths, *photos.paths], model, size=224, progress=False, cache_dir=False)
+    probe = linear_probe(emb, ["painting"] * len(paintings) + ["photo"] * len(photos), folds=5)
+    return {"shared_paintings": len(paintings), "shared_photos": len(photos),
+            "shared_domain_probe_balanced": float(probe.balanced_accuracy)}
+
+
+def measure(shared: str | None = None) -> dict:
     from artlab.data import sample_corpus
 
     model, corpus = lite0(), sample_corpus(progress=False)
-    return prediction_numbers(model, corpus) | shift_numbers(model, corpus)
+    numbers = (feature_map_numbers(model, corpus) | prediction_numbers(model, corpus) | shift_numbers(model, corpus)
+               | embedding_claims(model, corpus, cache_dir=False))
+    if shared:
+        numbers |= shared_prediction_numbers(model, shared) | shared_probe_numbers(model, shared)
+    return numbers
 
 
 if __name__ == "__main__":
     import time
 
     start = time.perf_counter()
-    numbers = measure()
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    numbers = measure(str(shared) if (shared / "paintings").is_dir() else None)
     print("QUOTED = {")
     for key, value in numbers.items():
         print(f"    {key!r}: {round(value, 4) if isinstance(value, float) else value!r},")

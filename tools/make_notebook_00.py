@@ -1,6 +1,8 @@
 """Writes notebooks/00_start_here.ipynb (outputs empty). Edit here, re-run, commit the result."""
 
-from notebook_writer import code, md, write
+from notebook_writer import code, lite0_spec, md, names, write
+
+LITE0 = lite0_spec()
 cells = [
     md("""# Start here: how does a CNN see a painting?
 
@@ -53,8 +55,8 @@ names. It applies its own input normalisation, so you always pass plain [0, 1] i
 only as far as the deepest layer you ask for.
 
 `model.spec` knows the network's roles for its layers, so the code below works with either network:
-`style_layers` are the five layers whose Gram matrices describe style (VGG: `relu1_1` … `relu5_1`;
-Lite0: `stem`, `stage2` … `stage5`), and we take a shallow, a middle and a deep one."""),
+`style_layers` are the layers whose Gram matrices describe style (VGG: `relu1_1` … `relu5_1`;
+Lite0: {lite}), and we take a shallow, a middle and a deep one.""".format(lite=names(LITE0.style_layers))),
     code("""print(model.label)
 print(len(model.layer_names), "layers:", model.layer_names[:12], "…")
 style = list(model.spec.style_layers)
@@ -72,11 +74,11 @@ strong response, each map scaled to its own range). Read the rows from top to bo
 * **middle**: the maps are coarser. The photo's channels still trace the cat's eyes, nose and fur; the
   painting's turn into speckle, because its brush strokes are a texture of their own that these channels
   respond to everywhere.
-* **deep**: each position now sees a large part of the image and the maps are a few blocks across. Here it
+* **deep**: each position now sees a large part of the image and the maps are coarse blocks. Here it
   matters *which* channels fire, not where: compare the channel numbers above the maps of the two images.
 
 (Written from EfficientNet-Lite0's figure at the default size; with VGG-19 the layers are `relu1_1`,
-`relu3_1` and `relu5_1` and the details differ.)"""),
+`relu3_1` and `relu5_1`, and the details differ.)"""),
     code("""feature_map_grid(model, {"painting": painting, "photo": photo}, [shallow, middle, deep], channels=6)"""),
     md("""## 5. Explore interactively
 
@@ -94,4 +96,6 @@ viewer"""),
 * Your own collection: `Collection.from_folder("path/to/wikiart")` reads class subfolders or a metadata CSV.
 * `artlab demo` writes the whole tour as an HTML page; `artlab weights list` shows pretrained files."""),
 ]
-write(cells, "00_start_here.ipynb")
+
+if __name__ == "__main__":
+    write(cells, "00_start_here.ipynb")

@@ -1,6 +1,8 @@
 """Writes notebooks/03_style_transfer.ipynb (outputs empty). Edit here, re-run, commit the result."""
 
-from notebook_writer import code, md, write
+from notebook_writer import code, lite0_spec, md, names, write
+
+LITE0 = lite0_spec()
 
 cells = [
     md("""# Style transfer: content of one image, style of another
@@ -10,13 +12,23 @@ of an image until two things hold at once: a CNN sees the same **content** as in
 at a deep layer match), and the same **style** as in the painting (its Gram matrices, notebook 02, match at
 several layers). This lesson builds the two losses by hand, adds them up, turns the α/β knob that trades one
 for the other, keeps the photo's colours, blends two styles, wraps a panorama without a seam, and ends with
-the live **style transfer lab**."""),
+the live **style transfer lab**.
+
+**About the network.** Gatys et al. used **VGG-19**: content at `relu4_2`, style at `relu1_1` … `relu5_1`,
+the names used below when the formulas follow the paper. The lesson runs on the best trained network on
+this machine (`best_backbone()`): VGG-19 when its ImageNet file is cached (`artlab weights download vgg19`),
+otherwise the bundled EfficientNet-Lite0, with content at `{content}` and style at {style}. The code takes
+the layers from the model (`model.spec.content_layer`,
+`model.spec.style_layers`), so it runs with either; the first cell prints which one you have. VGG-19 is
+the classic network for style transfer, and the one to use for your best pictures; Lite0 is a trained
+network too, and its results show the same trade-offs (the texts describe Lite0's figures).""".format(
+        content=LITE0.content_layer, style=names(LITE0.style_layers))),
     code("""import os
 import warnings
 import torch
 import pandas as pd
 from artlab.data import sample_corpus
-from artlab.models import backbone, features
+from artlab.models import best_backbone, features, receptive_field
 from artlab.gram import ReceptiveFieldWarning, style_distance
 from artlab.figures import ArtlabFigure, image_row, stamp_model
 from artlab.transfer import stylize, transfer, plot_ratio_sweep, seam_error
@@ -24,24 +36,31 @@ from artlab.transfer import stylize, transfer, plot_ratio_sweep, seam_error
 QUICK = os.environ.get("ARTLAB_QUICK", "") not in ("", "0")   # small settings when the suite runs this
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Output size (longer side, px) and optimiser steps per transfer. On a laptop CPU one 128 px transfer takes
-# about half a minute; on a GPU use 384-512 px and 300 steps.
+# a few seconds with EfficientNet-Lite0 and about half a minute with VGG-19; on a GPU use 384-512 px and 300 steps.
 SIZE = 64 if QUICK else (384 if DEVICE == "cuda" else 128)
 STEPS = 3 if QUICK else (300 if DEVICE == "cuda" else 80)
-# Below 156 px, VGG's deepest style layer (relu5_1) sees the whole image at once and artlab warns about it
+
+model = best_backbone(device=DEVICE)   # VGG-19 if its ImageNet file is cached, else EfficientNet-Lite0 (bundled)
+print(model.note)
+print("content layer:", model.spec.content_layer, "| style layers:", list(model.spec.style_layers),
+      "| default β:", model.spec.style_weight)
+# The deepest style layer sees more than the whole lesson image (printed below) and artlab warns about it
 # in every transfer; at lesson sizes that is expected, so the warning is silenced here.
+deepest = model.spec.style_layers[-1]
+print(f"receptive field of {deepest}: {receptive_field(model, deepest)[0]} px; lesson size: {SIZE} px")
 warnings.filterwarnings("ignore", category=ReceptiveFieldWarning)
 
 corpus = sample_corpus()
 photo = corpus.subset(style="photo", subject="chelsea").load(0, SIZE)          # the content: a cat
 painting = corpus.subset(style="woodblock", subject="astronaut").load(0, SIZE)  # the style: a woodblock print
 second = corpus.subset(style="pointillism", subject="coffee").load(0, SIZE)     # a second style, for blends
-model = backbone("vgg19", weights="auto", device=DEVICE)   # ImageNet weights if cached, else a random init (red)
 image_row({"content (photo)": photo, "style (woodblock)": painting, "second style (pointillism)": second},
           title="The images of this lesson")"""),
     md("""## 1. Content loss: the same things in the same places
 
 Run the photo *p* and the image being made *x* through the network and compare their feature maps at one
-deep layer ℓ (VGG's `relu4_2`, as in the paper), position by position:
+deep layer ℓ (`model.spec.content_layer`: VGG's `relu4_2`, as in the paper; Lite0's `stage4`), position by
+position:
 
   **L_content(x, p) = mean over channels and positions of (F_ℓ(x) − F_ℓ(p))²**
 
@@ -62,12 +81,17 @@ pd.Series({"the photo itself": content_loss(photo, photo),
     md("""## 2. Style loss: the same textures anywhere
 
 Style compares **Gram matrices** G = F Fᵀ (notebook 02): which channels fire together, summed over all
-positions, so *where* is thrown away. At each style layer ℓ (relu1_1 … relu5_1):
+positions, so *where* is thrown away. At each style layer ℓ (`model.spec.style_layers`: VGG's relu1_1 …
+relu5_1; Lite0's {style}):
 
-  **E_ℓ = mean of (G_ℓ(x) − G_ℓ(a))²**,  **L_style(x, a) = Σ_ℓ w_ℓ E_ℓ**  (w_ℓ = 1/5 by default)
+  **E_ℓ = mean of (G_ℓ(x) − G_ℓ(a))²**,  **L_style(x, a) = Σ_ℓ w_ℓ E_ℓ**
+
+with w_ℓ = 1/5 for VGG's five layers, as in the paper. EfficientNet-Lite's Grams differ in size by two
+orders of magnitude from layer to layer, so artlab weights its layers to count about equally instead
+(`TransferSettings.layer_weights` sets your own).
 
 Low layers carry colour and fine strokes, high layers larger motifs. Any image with the painting's textures
-scores well, wherever they are."""),
+scores well, wherever they are.""".format(style=names(LITE0.style_layers))),
     code("""distances = {
     "photo vs woodblock painting": style_distance(photo, painting, model=model).per_layer,
     "woodblock astronaut vs woodblock cat": style_distance(
@@ -97,13 +121,21 @@ fig.tight_layout(rect=(0, 0.08, 1, 1))
 stamp_model(fig, model)"""),
     code("""image_row({"content": photo, "style": painting, f"result after {STEPS} steps": result},
           title="Style transfer", model=model)"""),
+    md("""What to look for: the cat keeps its eyes, nose and stripes where they were (the content term), and
+takes on the woodblock's palette of orange, grey and black in flat patches with dark edges (the style
+terms). The loss curves above show the trade: the style term falls steadily, while the content term
+rises from 0 (the start is the photo itself) as the picture moves away from the photo, then levels off."""),
     md("""## 4. What α/β does
 
 Only the ratio β/α matters for *where* the optimum lies (scaling both only rescales the loss). Small β/α:
-the photo barely changes; large: the painting's textures take over and the cat dissolves. artlab's
-`TransferSettings.style_weight` is β with α = `content_weight` = 1; its default 10⁵ suits its Gram
-normalisation (divided by C·H·W, notebook 02). The sweep below runs one short transfer per ratio."""),
-    code("""ratios = [1e2, 1e6] if QUICK else [1e1, 1e3, 1e5, 1e7]
+the photo barely changes; large: the painting's palette and textures take over more and more of the
+picture. artlab's
+`TransferSettings.style_weight` is β with α = `content_weight` = 1. Its default (None) means the network's
+own β, `model.spec.style_weight` (printed in the first cell), tuned together with the network's style
+layers and their weights (with artlab's Gram normalisation, divided by C·H·W, notebook 02). The sweep
+below runs one short transfer per ratio, around the network's default."""),
+    code("""beta = model.spec.style_weight   # the default ratio for this network
+ratios = [beta / 1e3, beta * 10] if QUICK else [beta / 1e4, beta / 1e2, beta, beta * 1e2]
 plot_ratio_sweep(photo, painting, model, ratios, steps=STEPS, size=SIZE)"""),
     md("""## 5. Keeping the photo's colours
 
@@ -115,6 +147,9 @@ Style transfer copies the painting's *palette* along with its strokes. Two fixes
            for mode in ("luminance", "histogram")}
 image_row({"content": photo, 'color="none" (section 3)': result}
           | {f'color="{m}"': img for m, img in colours.items()}, title="Colour modes", model=model)"""),
+    md("""Both fixes keep the cat's own browns; the woodblock now shows only in the flat patches and edges.
+`"luminance"` keeps the photo's colours exactly; `"histogram"` lets the style's light and shade through a
+little more."""),
     md("""## 6. Blending two styles
 
 With two style images the style loss is a weighted mix of the two Gram losses (`style_blend`, normalised to
@@ -172,4 +207,6 @@ TransferLab(photo, [painting, second], model, size=SIZE, steps=STEPS * 2, output
 * Try `loss="gram+histogram"` (Risser et al. 2017), which also matches each layer's activation
   histograms and keeps the painting's contrast better."""),
 ]
-write(cells, "03_style_transfer.ipynb")
+
+if __name__ == "__main__":
+    write(cells, "03_style_transfer.ipynb")

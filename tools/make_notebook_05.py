@@ -216,31 +216,66 @@ explorer"""),
     md("""## 7. Projection: which latent draws this painting?
 
 **Projection** (GAN inversion) searches for the latent whose image is closest to a target, by gradient
-descent on w. "Closest" is measured with **LPIPS**, a perceptual distance built on VGG16 feature maps.
+descent on w. "Closest" is measured with **LPIPS**, a perceptual distance built on VGG16 feature maps
+(see below for what this notebook does without them).
 artlab follows the StyleGAN2-ADA projector: start at the average w, add exploration noise that fades,
 learning rate ramped up then down, and optimise the per-layer noise maps too (penalised so they stay noise).
 `space="w"` searches one w for all layers (the official choice); `space="w+"` one w per ws row, which
 fits more but leaves the generator's "natural" space. With `c="optimize"` the class is searched as well,
 as a soft label. The target is centre-cropped and resized to the generator's resolution.
 
-LPIPS needs torchvision's ImageNet VGG16 weights (`vgg16-397923af.pth`). Without them, artlab uses LPIPS
-on a *random* VGG16 and says so: the optimisation still runs, but that distance is **not a perceptual
-metric**. And with a random generator, do not expect a likeness: it cannot draw paintings."""),
-    code("""from artlab.stylegan.perceptual import VGG16_WEIGHTS_KEY
+LPIPS needs torchvision's ImageNet VGG16 weights (`vgg16-397923af.pth`, 528 MB: `artlab weights download
+vgg16`). When they are not here, artlab *could* run LPIPS on a random VGG16, but that distance is **not a
+perceptual metric** (its label would say so in red). This notebook uses a trained network instead: the same
+recipe as LPIPS (feature maps at several layers, each position's channel vector scaled to length 1,
+squared differences averaged over positions, summed over layers) on the network of the other lessons,
+`best_backbone()`, without LPIPS's learned per-channel weights. It is not calibrated against human
+judgements as LPIPS is, but its features are an ImageNet-trained network's. The first lines of the output
+say which distance is used. And with a random generator, do not expect a likeness: it cannot draw
+paintings."""),
+    code("""import torch.nn.functional as F
+from artlab.models import best_backbone, features
+from artlab.stylegan.perceptual import VGG16_WEIGHTS_KEY
 from artlab.stylegan.project import prepare_target
 from artlab.weights import find_known
 
-PERCEPTUAL = "lpips-vgg" if cached_path(find_known(VGG16_WEIGHTS_KEY)) else "lpips-vgg-random"
+
+class FeatureDistance(torch.nn.Module):
+    \"\"\"LPIPS's recipe without its learned weights, on a trained backbone: at each style layer, scale every
+    position's channel vector to length 1, then average the squared differences over positions; sum over layers.\"\"\"
+
+    def __init__(self, model, min_size=64):
+        super().__init__()
+        self.model, self.layers, self.min_size = model, list(model.spec.style_layers), min_size
+        self.label = f"feature distance on {model.label} (LPIPS recipe, no learned weights)"
+        self.pretrained = model.pretrained      # read by project() and ProjectionView for their labels
+
+    def forward(self, a, b):                    # a: N×3×H×W (requires grad), b: 1 or N images; -> (N,)
+        if b.shape[0] == 1 and a.shape[0] > 1:
+            b = b.expand(a.shape[0], -1, -1, -1)
+        size = max(self.min_size, a.shape[-1])  # tiny generator images: upsample so deep layers keep a few positions
+        a, b = (F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False) for x in (a, b))
+        fa, fb = features(self.model, a, self.layers), features(self.model, b, self.layers)
+        unit = lambda f: f / (f.norm(dim=1, keepdim=True) + 1e-10)
+        return sum((unit(fa[k]) - unit(fb[k])).square().sum(dim=1).mean(dim=(1, 2)) for k in self.layers)
+
+
+if cached_path(find_known(VGG16_WEIGHTS_KEY)):
+    PERCEPTUAL = "lpips-vgg"                     # the real LPIPS
+    print("perceptual distance: LPIPS (VGG16, ImageNet)")
+else:
+    PERCEPTUAL = FeatureDistance(best_backbone(device="cpu"))
+    print(f"vgg16-397923af.pth is not cached, so: {PERCEPTUAL.label}")
 painting = prepare_target(sample_corpus().subset(style="brush", subject="chelsea").load(0), RES)  # crop, resize
 results, curves = {}, {}
 for space in ("w", "w+"):
     run = project(G, painting, steps=STEPS, space=space, c="optimize", perceptual=PERCEPTUAL, seed=0)
     curves[space] = [step.lpips for step in run]          # one ProjectionStep per step; run.close() would stop
     results[space] = run.result()
-print(run.label)
+print(run.label)   # which generator and which distance
 for space, result in results.items():
     found = ", ".join(f"class {k} {100 * v:.0f}%" for k, v in enumerate(result.c[0].tolist()))
-    print(f"{space}: best LPIPS {min(curves[space]):.4f} at step {result.step}; soft class found: {found}")
+    print(f"{space}: best distance {min(curves[space]):.4f} at step {result.step}; soft class found: {found}")
 show({"": torch.cat([painting, results["w"].image, results["w+"].image])},
      "Projection of a painting", G, columns=["target (brush-stroke cat)", "W", "W+"], size=1.8)"""),
     code("""fig = ArtlabFigure(figsize=(5, 2.8))
@@ -248,13 +283,15 @@ ax = fig.subplots()
 for space, values in curves.items():
     ax.plot(values, label=space.upper())
 ax.set_xlabel("step")
-ax.set_ylabel("LPIPS")
+ax.set_ylabel("LPIPS" if PERCEPTUAL == "lpips-vgg" else "feature distance")
 ax.legend()
-random_lpips = PERCEPTUAL == "lpips-vgg-random"
-ax.set_title("LPIPS per step" + (" — random VGG16: NOT a perceptual metric" if random_lpips else ""), fontsize=9,
-             color=RANDOM_COLOUR if random_lpips else "black")
+ax.set_title("Perceptual distance per step: " + ("LPIPS (VGG16)" if PERCEPTUAL == "lpips-vgg" else PERCEPTUAL.label),
+             fontsize=8)
 fig.tight_layout()
 fig"""),
+    md("""Do not expect a smooth descent here. The projector adds exploration noise to w during the first
+part of the run, and a random generator has nothing resembling the painting to find, so the distance dips
+early and then wanders; `run.result()` keeps the best step (printed above)."""),
     md("""A projected latent is an ordinary latent: walk from it. `walk_to_class` keeps the latent's offset
 from the centre of the class it was projected with and moves that centre to another class's centroid, in a
 straight line in W (the centroid method of section 5, for a latent that has no seed)."""),
@@ -267,11 +304,11 @@ show({f"→ class {k}": frames for k, frames in to_class.items()}, "From the pro
     md("""### The projection view
 
 The same interactively: choose steps, W or W+, the class (none, one class, or optimise a soft class),
-press **Project** and watch the LPIPS curve and the reconstruction update beside the target; **Stop** keeps
+press **Project** and watch the distance curve (the same distance as above) and the reconstruction update beside the target; **Stop** keeps
 the best latents so far. Then walk from the projection to a class of your choice."""),
     code("""from artlab.widgets import ProjectionView
 
-ProjectionView(G, painting, steps=STEPS, output_dir=OUT)"""),
+ProjectionView(G, painting, perceptual=PERCEPTUAL, steps=STEPS, output_dir=OUT)"""),
     md("""## 8. How this relates to the activations and Gram lessons
 
 * **LPIPS is built from the feature maps of notebook 01.** It runs both images through VGG16, takes the
@@ -298,4 +335,6 @@ pd.DataFrame([{"block": f"{res}×{res}", "ws rows": f"{sl.start}–{sl.stop - 1}
   `project(G, image, …)`: all in `artlab.stylegan`, all returning images in artlab's [0, 1] convention.
 * With a real network (section 2), re-run sections 3-7: the same code, meaningful pictures."""),
 ]
-write(cells, "05_stylegan.ipynb")
+
+if __name__ == "__main__":
+    write(cells, "05_stylegan.ipynb")

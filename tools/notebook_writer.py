@@ -18,3 +18,27 @@ def write(cells: list, name: str) -> Path:
     nbf.write(nb, path)
     print(f"wrote {path}")
     return path
+
+
+def lite0_spec():
+    """EfficientNet-Lite0's spec (style layers, content layer, β): texts that name its layers are generated
+    from it, so a change to the network's defaults shows up as a notebook to regenerate (a test compares)."""
+    from artlab.models import registered_backbones
+
+    return registered_backbones()["efficientnet_lite0"]
+
+
+def names(layers) -> str:
+    """`a`, `b` and `c`: layer names for a text."""
+    quoted = [f"`{layer}`" for layer in layers]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def power_of_ten(x: float) -> str:
+    """10⁵ for 1e5 (a β for a text)."""
+    import math
+
+    exponent = round(math.log10(x))
+    if not math.isclose(x, 10.0 ** exponent):
+        return f"{x:g}"
+    return "10" + str(exponent).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))

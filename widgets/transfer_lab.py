@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from artlab.images import ensure_image_batch, load_image, save_image, thumbnail, to_png_bytes
-from artlab.models import Backbone, best_backbone
+from artlab.models import Backbone, best_backbone, default_layer_weights
 from artlab.transfer import TransferSettings, save_gif, stylize
 
 from ._common import model_badge, png_image
@@ -183,8 +183,13 @@ class TransferLab(W.VBox):
                                style=small)
         self.color = W.Dropdown(options=["none", "luminance", "histogram"], value=base.color, description="colour",
                                 style=small)
-        n = len(self.style_layers)
-        given = {layer: float(w) * n for layer, w in (base.layer_weights or {}).items()}  # relative to 1/n
+        # sliders are relative to the network's default w_l (1/n for VGG, as Gatys et al.)
+        self._default_weights = default_layer_weights(self.model, self.style_layers)
+        by_canonical = {self.model.resolve_layer(layer): layer for layer in self.style_layers}
+        given = {}
+        for layer, w in (base.layer_weights or {}).items():
+            own = by_canonical.get(self.model.resolve_layer(layer), layer)
+            given[own] = float(w) / self._default_weights.get(own, 1.0 / len(self.style_layers))
         self.layer_weights = {
             layer: W.FloatSlider(value=given.get(layer, 1.0), min=0.0, max=max(2.0, given.get(layer, 1.0)), step=0.05,
                                  description=layer, style=small, layout=W.Layout(width="300px"))
@@ -278,8 +283,8 @@ class TransferLab(W.VBox):
             "style_weight": style_weight, "tv_weight": self.tv.value, "size": self.size.value,
             "steps": self.steps.value, "content_layer": self.content_layer.value, "optimizer": self.optimizer.value,
             "init": self.init.value, "color": self.color.value, "style_layers": tuple(self.style_layers),
-            # the sliders are relative to the default w_l = 1/len(style_layers) (Gatys et al.)
-            "layer_weights": {layer: s.value / len(self.style_layers) for layer, s in self.layer_weights.items()},
+            # the sliders are relative to the network's default w_l
+            "layer_weights": {layer: s.value * self._default_weights[layer] for layer, s in self.layer_weights.items()},
         }
         if self.optimizer.value != self.base.optimizer:
             changes["lr"] = None  # the new optimiser's default learning rate
