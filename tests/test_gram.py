@@ -493,3 +493,21 @@ def test_painting_vs_photo_per_layer_on_real_images(shared_data):
     print(f"{'total':<9}{vs_photo.total:>14.4g}{vs_painting.total:>16.4g}")
     for d in (vs_photo, vs_painting):
         assert all(math.isfinite(v) and v > 0 for v in d.per_layer.values())
+
+
+def test_texture_synthesis_uses_the_networks_defaults():
+    """Lite's stride-2 stem leaves pixel speckle unconstrained: its default adds a little TV; VGG's does not."""
+    lite = backbone("tiny_efficientnet_lite", weights=None)
+    target = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    plain = texture_from(lite, target, steps=3, seed=0, tv_weight=0.0)
+    default = texture_from(lite, target, steps=3, seed=0)
+    assert lite.spec.texture_tv_weight > 0 and not torch.equal(plain, default)
+    assert torch.equal(default, texture_from(lite, target, steps=3, seed=0, tv_weight=lite.spec.texture_tv_weight))
+    with pytest.raises(ValueError, match="tv_weight"):
+        texture_from(lite, target, steps=1, tv_weight=-1.0)
+    # style_distance weighs the layers as the network says, with a model or from GramSets alone
+    a, b = compute_grams(lite, target), compute_grams(lite, target.flip(-1) * 0.5)
+    d = style_distance(a, b)
+    assert d.weights == style_distance(target, target.flip(-1) * 0.5, model=lite).weights
+    assert math.isclose(sum(d.weights.values()), 1.0) and d.weights["stem"] > 10 * d.weights["stage2"]
+    assert set(style_distance(a, b, layer_weights=dict.fromkeys(d.layers, 1.0)).weights.values()) == {1.0}

@@ -433,3 +433,30 @@ def test_ratio_sweep_figure_is_labelled(model, content, style):
     texts = [t.get_text() for t in fig.texts]
     assert any("RANDOM WEIGHTS" in t and model.label in t for t in texts)
     assert len(fig.axes) == 4 and fig._repr_png_()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------- per-network defaults
+
+
+def test_the_network_brings_its_own_style_weight_and_layer_balance(content, style):
+    lite = backbone("tiny_efficientnet_lite", weights=None)
+    settings = TransferSettings(steps=1, size=48)
+    assert settings.style_weight is None and math.isnan(settings.ratio)  # "the network's default" until resolved
+    assert settings.for_model(lite).style_weight == lite.spec.style_weight
+    assert settings.replace(style_weight=3.0).for_model(lite).style_weight == 3.0  # an explicit β wins
+    run = stylize(content, style, lite, settings)
+    assert run.settings.style_weight == lite.spec.style_weight
+    # Lite's Grams differ in size by orders of magnitude between layers: its default w_l balance them
+    weights = dict(run.layer_weights)
+    assert math.isclose(sum(weights.values()), 1.0) and weights["stem"] > 10 * weights["stage2"]
+    vgg = stylize(content, style, backbone("tiny_vgg", weights=None), settings)
+    assert vgg.settings.style_weight == 1e5 and set(vgg.layer_weights.values()) == {0.2}  # Gatys: 1/n
+
+
+@pytest.mark.parametrize("name", ["stage2", "stage2.1"])
+def test_layer_weights_name_a_style_layer_by_alias_or_canonical_name(content, style, name):
+    lite = backbone("tiny_efficientnet_lite", weights=None)
+    run = stylize(content, style, lite, steps=1, size=48, layer_weights={name: 0.5})
+    assert run.layer_weights["stage2"] == 0.5  # keyed as the style layers are named
+    with pytest.raises(ValueError, match="not a style layer"):
+        stylize(content, style, lite, steps=1, size=48, layer_weights={"stage6": 0.5})

@@ -136,6 +136,10 @@ def embedding_claims(model, corpus, cache_dir=None) -> dict:
     conf = probe.confusion
     i = {c: k for k, c in enumerate(probe.classes)}
     return {
+        # the name the text uses (an alias such as stage6) when it is the layer embed() used
+        "embed_layer": (model.spec.embed_layer if model.spec.embed_layer
+                        and model.resolve_layer(model.spec.embed_layer) == emb.layer else emb.layer),
+        "embed_channels": int(emb.vectors.shape[1]),
         "neighbour_styles": list(near["label"]),
         "neighbour_subjects": list(near["subject"]),
         "photos_taken_for_kmeans": int(conf[i["photo"], i["kmeans"]]),

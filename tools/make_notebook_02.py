@@ -103,8 +103,10 @@ own (straight edges the photo did not have)."""),
 
 Starting from noise, optimise an image until its Grams match the painting's at a growing set of layers
 (the first style layer only, then the first two, three, and all of them: with VGG `relu1_1`, then up to
-`relu2_1`, … `relu5_1`, as in Gatys et al.'s texture paper). Low layers alone reproduce colour and fine
-grain; adding higher layers brings back larger structures, but never the layout of the original."""),
+`relu2_1`, … `relu5_1`, as in Gatys et al.'s texture paper). Low layers carry colour and fine grain;
+adding higher layers brings back larger structures, but never the layout of the original. With Lite0
+the first layer alone gives the palette as soft blotches, the second adds the grain of the dots, and the
+deeper ones bring curved strokes like pieces of the cup's rim, scattered anywhere."""),
     code("""layer_sets = {style[0]: style[:1]} | {f"…{style[k - 1]}": style[:k] for k in (2, 3, len(style))}
 textures = {name: texture_from(model, painting, layers, steps=STEPS, seed=0) for name, layers in layer_sets.items()}
 image_row({"painting": painting} | textures, title="Textures synthesised from Grams", model=model)"""),

@@ -9,22 +9,28 @@ from notebook_writer import code, md, write
 
 #: measured by `python tools/lesson_numbers.py` (EfficientNet-Lite0, sample corpus, 224 px, 5 folds)
 QUOTED = {
-    'neighbour_styles': ['pointillism', 'pointillism', 'brush', 'kmeans', 'woodblock'],
-    'neighbour_subjects': ['astronaut', 'motorcycle', 'coffee', 'coffee', 'coffee'],
-    'photos_taken_for_kmeans': 6,
+    'embed_layer': 'stage6',
+    'embed_channels': 192,
+    'neighbour_styles': ['brush', 'pointillism', 'kmeans', 'woodblock', 'pointillism'],
+    'neighbour_subjects': ['coffee', 'astronaut', 'coffee', 'coffee', 'motorcycle'],
+    'photos_taken_for_kmeans': 5,
     'kmeans_taken_for_photos': 5,
-    'style_probe_accuracy': 0.3857,
+    'style_probe_accuracy': 0.5536,
     'style_probe_chance': 0.1667,
-    'gram_style_probe_accuracy': 0.2179,
-    'domain_probe_balanced': 0.3833,
+    'gram_style_probe_accuracy': 0.3857,
+    'domain_probe_balanced': 0.4833,
     # the developers' set of real paintings and photographs (../shared/data, not shipped; checked when present)
     'shared_paintings': 74,
     'shared_photos': 39,
-    'shared_domain_probe_balanced': 0.9291,
+    'shared_domain_probe_balanced': 0.9615,
 }
 TOLERANCE = {'style_probe_accuracy': 0.01, 'style_probe_chance': 0.01, 'gram_style_probe_accuracy': 0.01,
              'domain_probe_balanced': 0.01, 'shared_domain_probe_balanced': 0.01}
 Q = QUOTED
+_near = list(zip(Q["neighbour_styles"], Q["neighbour_subjects"]))
+CUPS = [style for style, subject in _near if subject == "coffee"]
+DOTS = [subject for style, subject in _near if style == "pointillism"]
+GRAM_ENTRIES = f"{Q['embed_channels'] * (Q['embed_channels'] + 1) // 2:,}".replace(",", " ")
 
 cells = [
     md("""# Embeddings: a whole collection on one map
@@ -59,10 +65,10 @@ print(corpus.summary())"""),
     md("""## 1. One vector per image
 
 `embed` runs every image through the network up to one layer and pools each channel's map to its mean.
-The layer is the network's embedding layer: for EfficientNet-Lite0 `head`, the 1280 channels just before
-the classifier; for VGG-19 `relu4_2`, deep enough for subject and composition. `print(emb)` says which. Vectors are cached on disk by
-file content, model and settings, so a second call (or a bigger folder that grew by ten images) only
-computes what is new."""),
+The layer is the network's embedding layer, deep enough for subject and composition: for
+EfficientNet-Lite0 `{layer}` ({channels} channels), for VGG-19 `relu4_2`. `print(emb)` says which. Vectors
+are cached on disk by file content, model and settings, so a second call (or a bigger folder that grew by
+ten images) only computes what is new.""".format(layer=Q["embed_layer"], channels=Q["embed_channels"])),
     code("""emb = embed(corpus, model, size=SIZE)
 print(emb)
 emb.to_frame().head()"""),
@@ -80,8 +86,9 @@ emap = EmbeddingMap(corpus, emb, method=METHOD, color_by="label")
 emap"""),
     md("""Do the points group by **style** (all pointillist images together) or by **subject** (the coffee
 cup in every style together)? Switch *colour by* between `label` and `subject` and look. A network
-trained on photographs tends to group by subject at deep layers; the painterly filters change
-colours and texture, which the deep layers are built to ignore."""),
+trained on photographs is rewarded for recognising an object whatever its colours and texture, so at
+deep layers it leans towards grouping by subject; the nearest neighbours below show how far that goes
+here."""),
     md("""## 3. Nearest neighbours
 
 `nearest` ranks every image by cosine similarity to a query: an image of the collection (by index
@@ -93,12 +100,12 @@ neighbours[["rank", "path", "similarity", "label", "subject"]]"""),
 row |= {f"{r.rank}. {r.label}/{r.subject}\\n{r.similarity:.3f}": load_image(r.path, size=96)
         for r in neighbours.itertuples()}
 image_row(row, title="Nearest neighbours of the pointillist coffee", model=model)"""),
-    md("""With Lite0 the two nearest neighbours are pointillist too, but of other subjects (the {s0} and the
-{s1}); the next three are the coffee cup in other styles ({n2}, {n3}, {n4}). At the `head` layer the
-network keeps both: the dots as a texture of their own, and the cup as a subject. Below, a mirrored copy,
-which is not in the collection, finds its original first.""".format(
-        s0=Q["neighbour_subjects"][0], s1=Q["neighbour_subjects"][1], n2=Q["neighbour_styles"][2],
-        n3=Q["neighbour_styles"][3], n4=Q["neighbour_styles"][4])),
+    md("""With Lite0 the nearest neighbour is the same cup in {first} strokes. Of the five nearest, {ncups} are
+the coffee cup in other styles ({cups}) and {ndots} are pointillist paintings of other subjects ({dots}): at
+the `{layer}` layer the network keeps both, the cup as a subject and the dots as a texture of their own.
+Below, a mirrored copy, which is not in the collection, finds its original first.""".format(
+        first=Q["neighbour_styles"][0], ncups=len(CUPS), cups=", ".join(CUPS), ndots=len(DOTS),
+        dots=" and ".join(f"the {d}" for d in DOTS), layer=Q["embed_layer"])),
     code("""mirrored = torch.flip(load_image(emb.paths[query], size=SIZE), dims=[3])   # not in the collection
 nearest(emb, mirrored, k=3, model=model)[["rank", "path", "similarity", "label"]]"""),
     md("""## 4. Can a linear classifier tell the styles apart?
@@ -137,9 +144,9 @@ for pooling in ("mean", "gram"):
 pd.DataFrame(rows).round(3)"""),
     md("""Two results that go against intuition, and why (Lite0's numbers; the table shows yours):
 
-* **Gram pooling does worse here** ({gram:.2f} against {mean:.2f} for the six classes). The `head` layer has
-  1280 channels, so its Gram matrix has over 800 000 distinct entries; artlab projects them at random to
-  256 numbers, and what sets the styles apart is diluted among all the rest. The Gram matrices of a
+* **Gram pooling does worse here** ({gram:.2f} against {mean:.2f} for the six classes). The `{layer}` layer
+  has {channels} channels, so its Gram matrix has {entries} distinct entries; artlab projects them at
+  random to 256 numbers, and what sets the styles apart is diluted among all the rest. The Gram matrices of a
   shallower, narrower layer are the style descriptor of notebook 02: try
   `embed(corpus, model, layer=model.spec.style_layers[2], pooling="gram")`.
 * **Painting or photo is not easier.** Read the *balanced* column, the mean of the per-class hit rates:
@@ -149,6 +156,7 @@ pd.DataFrame(rows).round(3)"""),
   too: on {sn} paintings against {sp} photographs (a set artlab's developers test with but
   do not ship), the same probe's balanced accuracy is {sdom:.2f}.""".format(
         gram=Q["gram_style_probe_accuracy"], mean=Q["style_probe_accuracy"], dom=Q["domain_probe_balanced"],
+        layer=Q["embed_layer"], channels=Q["embed_channels"], entries=GRAM_ENTRIES,
         sn=Q["shared_paintings"], sp=Q["shared_photos"], sdom=Q["shared_domain_probe_balanced"])),
     md("""## 5. Your own collection
 
