@@ -234,3 +234,42 @@ def test_random_weights_get_a_red_badge(model, images, tmp_path):
     badge = lab.children[-1]
     assert "random weights" in badge.value and "#c0392b" in badge.value
     assert model.label in lab.curves.layout.title.text
+
+
+def _wait(predicate, what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached after {timeout_s:.0f} s")
+        time.sleep(0.01)
+
+
+def test_pause_holds_the_run_and_a_change_made_while_paused_restarts_warm_on_resume(model, images, tmp_path):
+    lab = make_lab(model, images, tmp_path, steps=1000)
+    lab.run_button.click()
+    _wait(lambda: len(lab.history) >= 2, "two steps")
+    lab.pause_button.click()
+    _wait(lambda: lab.status.value.startswith("paused · run · step"), "the paused status")
+    held = len(lab.history)
+    time.sleep(0.3)
+    assert len(lab.history) == held and lab.paused and lab.pause_button.description == "Resume"
+    lab.ratio.value = lab.ratio.value + 1.0  # changed while paused: nothing runs yet
+    assert len(lab.history) == held and [s["kind"] for s in lab.segments] == ["run"]
+    lab.pause_button.click()  # Resume: the change is picked up before anything else
+    _wait(lambda: len(lab.segments) == 2, "the warm restart")
+    assert lab.segments[1]["kind"] == "warm restart" and lab.segments[1]["start_step"] == held
+    lab.stop_button.click()
+    lab._thread.join(timeout=30)
+    assert not lab.running and "stopped" in lab.status.value and "1 warm restart" in lab.status.value
+    assert lab.pause_button.disabled and lab.pause_button.description == "Pause"
+
+
+def test_stop_while_paused_ends_the_run(model, images, tmp_path):
+    lab = make_lab(model, images, tmp_path, steps=1000)
+    lab.run_button.click()
+    _wait(lambda: len(lab.history) >= 1, "a step")
+    lab.pause_run()
+    _wait(lambda: lab.status.value.startswith("paused"), "the paused status")
+    lab.stop_run()
+    lab._thread.join(timeout=30)
+    assert not lab._thread.is_alive() and "stopped" in lab.status.value and not lab.paused

@@ -119,6 +119,8 @@ class TransferLab(W.VBox):
 
         self._stop = threading.Event()
         self._restart = threading.Event()
+        self._resume = threading.Event()  # cleared while paused
+        self._resume.set()
         self._thread: threading.Thread | None = None
         self._transfer = None  # the StyleTransfer of the running segment
         self._shapes: dict[int, tuple[int, int]] = {}
@@ -136,6 +138,7 @@ class TransferLab(W.VBox):
         self.ratio.observe(self._show_ratio, names="value")
         self.run_button.on_click(lambda _b: self.start_run())
         self.stop_button.on_click(lambda _b: self.stop_run())
+        self.pause_button.on_click(lambda _b: self.resume_run() if self.paused else self.pause_run())
         self.save_button.on_click(lambda _b: self._guarded(self.save_png))
         self.gif_button.on_click(lambda _b: self._guarded(self.export_gif))
         self._show_ratio()
@@ -148,7 +151,7 @@ class TransferLab(W.VBox):
                 W.VBox([self.content_layer, self.optimizer, self.init, self.color]),
                 W.VBox([W.HTML("<b>style layer weights</b> (1 = default)"), *self.layer_weights.values()]),
             ]),
-            W.HBox([self.run_button, self.stop_button, self.save_button, self.gif_button]),
+            W.HBox([self.run_button, self.pause_button, self.stop_button, self.save_button, self.gif_button]),
             W.HBox([self.output_dir, self.saved_note]),
             model_badge(self.model),
         ])
@@ -205,6 +208,8 @@ class TransferLab(W.VBox):
                                        style=small, tooltip="0: only style 1, 1: only style 2")
         self.run_button = W.Button(description="Run", button_style="primary", icon="play")
         self.stop_button = W.Button(description="Stop", icon="stop", disabled=True)
+        self.pause_button = W.Button(description="Pause", icon="pause", disabled=True,
+                                     tooltip="hold the run after this step: look, change controls, then Resume")
         self.save_button = W.Button(description="Save PNG", icon="save", disabled=True)
         self.gif_button = W.Button(description="Export GIF", icon="film", disabled=True)
         self.output_dir = W.Text(value=str(output_dir), description="output folder", style=small,
@@ -316,10 +321,11 @@ class TransferLab(W.VBox):
         self._running = True
         self._stop.clear()
         self._restart.clear()
+        self.resume_run()
         self.history, self.segments, self.frames = [], [], []
         self.first_preview_s = None
         self._t0 = self._last_preview = time.perf_counter()
-        self.run_button.disabled, self.stop_button.disabled = True, False
+        self.run_button.disabled, self.stop_button.disabled, self.pause_button.disabled = True, False, False
         self.status.value = "starting…"
         self._draw_curves()
         if block:
@@ -329,8 +335,29 @@ class TransferLab(W.VBox):
             self._thread.start()
 
     def stop_run(self) -> None:
-        """Ask a running transfer to stop after its current step (the best image is kept)."""
+        """Ask a running transfer to stop after its current step (the best image is kept); ends a pause too."""
         self._stop.set()
+        self._resume.set()
+
+    @property
+    def paused(self) -> bool:
+        """True while a run is held by :meth:`pause_run`."""
+        return self._running and not self._resume.is_set()
+
+    def pause_run(self) -> None:
+        """Hold a running transfer after its current step, until :meth:`resume_run` (or :meth:`stop_run`).
+
+        While paused the controls can be changed: a change made then restarts the run
+        warm as soon as it resumes. The status says ``paused · … step n/N``.
+        """
+        if self._running:
+            self._resume.clear()
+            self.pause_button.description, self.pause_button.icon = "Resume", "play"
+
+    def resume_run(self) -> None:
+        """Let a paused transfer go on (a control changed while paused restarts it warm first)."""
+        self._resume.set()
+        self.pause_button.description, self.pause_button.icon = "Pause", "pause"
 
     def _on_change(self, _change) -> None:
         if self._running:
@@ -372,7 +399,8 @@ class TransferLab(W.VBox):
             if self.best_image is not None:
                 self.preview.value = to_png_bytes(self.best_image)
             self._draw_curves()
-            self.run_button.disabled, self.stop_button.disabled = False, True
+            self.resume_run()
+            self.run_button.disabled, self.stop_button.disabled, self.pause_button.disabled = False, True, True
             self.save_button.disabled = self.best_image is None
             self.gif_button.disabled = not self.frames
 
@@ -405,6 +433,8 @@ class TransferLab(W.VBox):
                 if update.status != "ok":
                     outcome = update.status
                     break
+                if not self._resume.is_set():
+                    self._hold(self.status.value)
                 if self._stop.is_set():
                     outcome = "stopped"
                     break
@@ -438,7 +468,16 @@ class TransferLab(W.VBox):
             note = f'<span style="color:{_RED}">{html.escape(outcome)}</span>'
         seconds = time.perf_counter() - self._t0
         first = f" · first preview after {self.first_preview_s:.2f} s" if self.first_preview_s is not None else ""
-        self.status.value = f"{note} · {total} steps in {seconds:.1f} s{first}"
+        restarts = sum(s["kind"] == "warm restart" for s in self.segments)
+        warm = f" · {restarts} warm restart{'s' * (restarts != 1)}" if restarts else ""
+        self.status.value = f"{note} · {total} steps in {seconds:.1f} s{first}{warm}"
+
+    def _hold(self, running_status: str) -> None:
+        """Wait here (in the run's thread) while paused; Stop ends the wait too."""
+        self.status.value = f"paused · {running_status}"
+        self._draw_curves()
+        self._resume.wait()
+        self.status.value = running_status
 
     # ------------------------------------------------------------------ output
     def _folder(self) -> Path:

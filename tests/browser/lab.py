@@ -745,13 +745,17 @@ def slider_value(page, description: str) -> str:
     return widget(page, description, "widget-slider").locator(".widget-readout").inner_text()
 
 
-def click_button(page, text: str) -> None:
-    """Click the ipywidgets Button whose caption is exactly ``text``."""
-    buttons = page.locator(f"{NOTEBOOK_PANEL} button.jupyter-button").filter(
+def click_button(page, text: str, timeout_s: float = 30) -> None:
+    """Click the ipywidgets Button whose caption is exactly ``text`` (waiting for it: a caption
+    such as Pause/Resume changes only once the kernel has handled the previous click)."""
+    buttons = page.locator(f"{NOTEBOOK_PANEL} button.jupyter-button:not([disabled])").filter(
         has_text=re.compile(rf"^\s*{re.escape(text)}\s*$")
     )
-    if buttons.count() != 1:
-        raise AssertionError(f"{buttons.count()} buttons captioned {text!r}")
+    deadline = time.monotonic() + timeout_s
+    while buttons.count() != 1:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{buttons.count()} enabled buttons captioned {text!r} after {timeout_s:.0f} s")
+        time.sleep(0.05)
     buttons.click()
 
 

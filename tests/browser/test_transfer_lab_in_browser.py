@@ -20,7 +20,8 @@ warnings.simplefilter("ignore", ReceptiveFieldWarning)  # 64 px is below tiny_vg
 g = torch.Generator().manual_seed(0)
 content = torch.rand(1, 3, 48, 64, generator=g)
 style = torch.rand(1, 3, 48, 48, generator=g) * 0.5
-transfer_lab = TransferLab(content, style, backbone("tiny_vgg", weights=None), size=64, steps=1000,
+# 100000 steps: minutes even for the tiny network, so the run is still going whenever the test acts
+transfer_lab = TransferLab(content, style, backbone("tiny_vgg", weights=None), size=64, steps=100000,
                            preview_every=2, preview_size=32, quick_steps=3, output_dir="transfer-output")
 transfer_lab"""
 
@@ -37,7 +38,7 @@ def test_transfer_lab_in_the_browser(jupyter_server, page, console_errors, tmp_p
     before = _preview_src(page)
 
     lab.click_button(page, "Run")
-    lab.wait_for_text(page, ".widget-html", re.compile(r"step \d+/1000"), timeout_s=60)
+    lab.wait_for_text(page, ".widget-html", re.compile(r"step \d+/100000"), timeout_s=60)
     page.wait_for_function(
         "([sel, before]) => { const img = document.querySelector(sel);"
         " return img && img.src !== before && img.complete && img.naturalWidth > 0; }",
@@ -47,11 +48,18 @@ def test_transfer_lab_in_the_browser(jupyter_server, page, console_errors, tmp_p
         "sel => Array.from(document.querySelectorAll(sel)).some(p => (p.getAttribute('d') || '').length > 20)",
         arg=f"{lab.NOTEBOOK_PANEL} .js-plotly-plot .scatterlayer path.js-line", timeout=60_000)
 
-    lab.set_slider(page, "log10 ratio", 3)  # mid-run: a warm restart, not a new run
-    lab.wait_for_text(page, ".widget-html", re.compile(r"warm restart · step \d+/1000"), timeout_s=60)
+    # Pause holds the run (a state, not a moment to catch: the tiny network can finish 1000 steps in
+    # seconds); a slider moved while paused makes the run restart warm, not anew, once it resumes
+    lab.click_button(page, "Pause")
+    lab.wait_for_text(page, ".widget-html", re.compile(r"paused · (run|quick preview) · step \d+/"), timeout_s=60)
+    lab.set_slider(page, "log10 ratio", 3)
+    lab.click_button(page, "Resume")
+    lab.click_button(page, "Pause")  # once the caption is back: whichever step the restarted run is at
+    lab.wait_for_text(page, ".widget-html", re.compile(r"paused · warm restart · step \d+/100000"), timeout_s=60)
 
     lab.click_button(page, "Stop")
-    status = lab.wait_for_text(page, ".widget-html", re.compile(r"stopped · kept the best image"), timeout_s=60)
+    status = lab.wait_for_text(page, ".widget-html",
+                               re.compile(r"stopped · kept the best image .* · 1 warm restart"), timeout_s=60)
     print(f"\nstatus after Stop: {status}")
     lab.click_button(page, "Save PNG")
     saved = lab.wait_for_text(page, ".widget-html", re.compile(r"saved .*transfer-001\.png"), timeout_s=30)
