@@ -254,7 +254,9 @@ def _predictions(ctx: DemoContext) -> list[DemoFigure]:
     p_paint = predict(ctx.model, paintings, k=5)
     pairs = [(subject, style) for subject in ("chelsea", "coffee") for style in ("photo", "brush", "woodblock")]
     chosen = [corpus.subset(style=style, subject=subject).paths[0] for subject, style in pairs]
-    save_figure(predict(ctx.model, chosen, k=5).plot(columns=3), ctx.out_dir / "predictions.png")
+    shown = predict(ctx.model, chosen, k=5)
+    shown.names = [f"{subject} · {style}" for subject, style in pairs]  # the files are all called chelsea.png …
+    save_figure(shown.plot(columns=3), ctx.out_dir / "predictions.png")
     save_figure(compare_confidence({"paintings": p_paint, "photos": p_photos}), ctx.out_dir / "confidence.png")
     c_photo, c_paint = float(p_photos.confidence.mean()), float(p_paint.confidence.mean())
     e_photo, e_paint = float(p_photos.entropy.mean()), float(p_paint.entropy.mean())

@@ -126,7 +126,7 @@ class Predictions:
             ax_bar.tick_params(axis="x", labelsize=6)
             ax_bar.set_title(f"H = {float(self.entropy[i]):.1f} bits", fontsize=7)
         fig.suptitle(f"What the network thinks each image is (top {k}) · {self.model_label}", fontsize=10)
-        fig.subplots_adjust(left=0.02, right=0.98, top=0.9 - 0.15 / rows, bottom=0.08 / rows + 0.03)
+        fig.subplots_adjust(left=0.02, right=0.98, top=0.9 - 0.15 / rows, bottom=0.12 / rows + 0.06)
         return stamp_model(fig, _Tag(self.model_label, self.pretrained))
 
 

@@ -33,12 +33,3 @@ def names(layers) -> str:
     quoted = [f"`{layer}`" for layer in layers]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
-
-def power_of_ten(x: float) -> str:
-    """10⁵ for 1e5 (a β for a text)."""
-    import math
-
-    exponent = round(math.log10(x))
-    if not math.isclose(x, 10.0 ** exponent):
-        return f"{x:g}"
-    return "10" + str(exponent).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
