@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from artlab.data import Collection
 from artlab.figures import ArtlabFigure, stamp_model
-from artlab.images import ImageLoadError, ensure_image_batch, load_image, load_images
+from artlab.images import ImageLoadError, _open_regular, ensure_image_batch, load_image, load_images
 from artlab.models import Backbone, features, receptive_field
 
 __all__ = [
@@ -512,8 +512,8 @@ _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 def _source_shape(source: Any) -> tuple[tuple[int, int] | None, bool]:
     """((height, width), is_grayscale) from a file header or an in-memory image; (None, False) if unknown."""
     if isinstance(source, Path):
-        try:
-            with Image.open(source) as im:
+        try:  # only a regular file is opened: a FIFO would block here forever (refused when loading)
+            with _open_regular(source, str(source)) as fh, Image.open(fh) as im:
                 return (im.size[1], im.size[0]), im.mode in _GRAY_MODES
         except Exception:  # unreadable files are reported when loading
             return None, False
@@ -570,6 +570,20 @@ def _pool(act: Tensor) -> Tensor:
     return act.to("cpu", torch.float32)
 
 
+def _load_failure(exc: Exception) -> str:
+    """Why an image could not be loaded, for a skipped list: the reason of an ImageLoadError,
+    else the error itself with what to do (bounded in length: it may quote the file)."""
+    if isinstance(exc, ImageLoadError):
+        return exc.reason
+    text = str(exc)
+    text = text if len(text) <= 200 else text[:197] + "..."
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text:
+        return (f"ran out of memory while decoding it ({type(exc).__name__}: {text}); "
+                "shrink the file or load it alone with artlab.images.load_image to see why")
+    return (f"unexpected error while decoding it ({type(exc).__name__}: {text}); "
+            "check the file with artlab.images.load_image")
+
+
 def _batched_forward(
     model: Backbone, sources: Sequence[Any], names: Sequence[str], todo: Sequence[int], layers: list[str], *,
     size: int, batch_size: int, device: torch.device, skipped: list[tuple[str, str]],
@@ -583,7 +597,9 @@ def _batched_forward(
     the CPU) to every layer inside the loop, so full maps are dropped at once. Yields
     (images of ``todo`` consumed, indices computed, {layer: pooled rows in that order})
     after each batch, so callers can store, report progress or stop between batches.
-    Images that fail to load are appended to ``skipped`` as (name, reason);
+    Images that fail to load are appended to ``skipped`` as (name, reason), whatever the
+    failure (a refused file, or an unexpected error or lack of memory while decoding
+    one): one bad file never ends a collection run, and the batches before it are kept.
     ``reuse(i, image)`` may claim a loaded image (a cache hit on its content) so that it
     skips the forward pass.
     """
@@ -592,8 +608,8 @@ def _batched_forward(
         for i in todo[start : start + batch_size]:
             try:
                 image = load_images([sources[i]], size)
-            except ImageLoadError as exc:
-                skipped.append((names[i], exc.reason))
+            except Exception as exc:  # noqa: BLE001 - skipped and listed, never fatal (see docstring)
+                skipped.append((names[i], _load_failure(exc)))
                 continue
             if reuse is not None and reuse(i, image):
                 continue

@@ -105,6 +105,14 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from artlab.embed import verify_cache
+
+    report = verify_cache(args.cache_dir, repair=args.action == "repair", rehash=not args.quick)
+    print(report.summary())
+    return 0 if report.ok or report.repaired else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the docs and tests)."""
     parser = argparse.ArgumentParser(prog="artlab", description="Explore how convolutional networks see art.")
@@ -144,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
     explore.add_argument("--seed", type=int, default=0, help="seed of a random init and of the map")
     explore.add_argument("--csv", help="where the page's Export CSV button writes "
-                                       "(default: ./FOLDERNAME_selection.csv)")
+                                       "(default: ./FOLDERNAME_selection.csv); the page may change the "
+                                       "file name, but exports stay in this file's folder")
     explore.set_defaults(func=_cmd_explore)
 
     corpus = sub.add_parser("corpus", help="build (if needed) and describe the built-in sample corpus")
@@ -162,6 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
                                           "prints its path, resumes a cut-off download, checks the sha256")
     dl.add_argument("name", help="a name from `artlab weights list`, e.g. vgg19/IMAGENET1K_V1")
     w.set_defaults(func=_cmd_weights)
+
+    cache = sub.add_parser(
+        "cache", help="check (verify) or fix (repair) the embedding cache",
+        description="verify: check every cached shard (checksum, layout, NaN/inf rows) and every entry of "
+                    "file-hashes.json (signature, and the sha256 of each file whose stat still matches); changes "
+                    "nothing, exit status 1 if something is bad. repair: the same, then remove what is bad (its "
+                    "images are computed again when next embedded).",
+    )
+    cache.add_argument("action", choices=("verify", "repair"))
+    cache.add_argument("--cache-dir", help="embedding cache (default: ~/.cache/artlab/embeddings)")
+    cache.add_argument("--quick", action="store_true",
+                       help="do not re-read the image files listed in file-hashes.json")
+    cache.set_defaults(func=_cmd_cache)
     return parser
 
 

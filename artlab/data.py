@@ -9,7 +9,12 @@ metadata per image. It reads the layouts people already have:
   ``artist``, ``style``, ``genre``, ``year`` (Kaggle's WikiArt and "best artworks"
   layouts).
 
-Unreadable files are skipped and listed in ``collection.skipped``, never fatal.
+Unreadable files are skipped and listed in ``collection.skipped``, never fatal. Files
+that are not images artlab can read (``notes.txt``, or a ``.heic`` without a Pillow plugin
+for it) are listed in ``collection.ignored`` with the reason; only hidden files and folders
+(``.DS_Store``, ``.git/``), the metadata CSV and the operating system's folder files
+(``Thumbs.db``, ``desktop.ini``) are passed over without a word. Which extensions count
+as images is decided at run time from the Pillow plugins installed (:func:`image_extensions`).
 
 :func:`sample_corpus` builds a small labelled corpus offline: scikit-image's bundled
 colour photographs plus each of them painted by the filters in :mod:`artlab.paint`.
@@ -22,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,13 +36,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError, features
 from torch import Tensor
 
 from artlab.images import ImageLoadError, load_image, load_images, save_image
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
+    "IMAGE_EXTENSIONS",  # noqa: F822 (computed on access by the module's __getattr__)
+    "image_extensions",
     "Item",
     "Collection",
     "CollectionError",
@@ -45,9 +52,62 @@ __all__ = [
     "cache_root",
 ]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 PATH_COLUMNS = ("path", "file", "filename", "file_name", "image", "image_path", "img")
 LABEL_COLUMNS = ("label", "artist", "style", "genre", "class")
+#: Files an operating system leaves in folders of pictures: never reported (hidden files neither).
+SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
+#: Formats Pillow registers but only identifies (no pixels): not images artlab can read.
+_IDENTIFY_ONLY = frozenset({"MPEG"})
+#: Formats Pillow reads through another format's plugin (an .mpo is opened as a JPEG).
+_READ_AS = {"MPO": "JPEG"}
+
+
+def _why_not_decodable(fmt: str) -> str | None:
+    """Why Pillow here cannot decode format ``fmt`` (a missing codec or program), or None if it can."""
+    fmt = _READ_AS.get(fmt, fmt)
+    factory = Image.OPEN.get(fmt)
+    if factory is None or fmt in _IDENTIFY_ONLY:
+        return "not an image type artlab reads"
+    if isinstance(factory[0], type) and issubclass(factory[0], ImageFile.StubImageFile):
+        return "not an image type artlab reads"  # BUFR, GRIB, HDF5, WMF: need a handler Pillow does not ship
+    if fmt == "JPEG2000" and not features.check_codec("jpg_2000"):
+        return "not readable here: this Pillow was built without OpenJPEG"
+    if fmt == "EPS":
+        from PIL import EpsImagePlugin
+
+        if not EpsImagePlugin.has_ghostscript():
+            return "not readable here: Pillow needs Ghostscript (gs) for EPS"
+    return None
+
+
+def image_extensions() -> frozenset[str]:
+    """The file extensions (lower case, with the dot) of the images artlab reads, decided now.
+
+    Every extension that Pillow, as installed and with the plugins registered at this
+    moment (``.avif`` when Pillow has libavif, ``.heic`` once ``pillow_heif`` registers
+    its opener), can decode, which is what :func:`artlab.images.load_image` reads.
+    Write-only (``.pdf``), identify-only (``.mpg``) and stub formats (``.h5``) are left out.
+    """
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if _why_not_decodable(fmt) is None)
+
+
+def _not_an_image(path: Path, extensions: frozenset[str]) -> str | None:
+    """Why a file is not considered an image by its extension (checked before anything opens it), or None."""
+    suffix = path.suffix.lower()
+    if suffix in extensions:
+        return None
+    if not suffix:
+        return "not an image type artlab reads (no extension)"
+    fmt = Image.registered_extensions().get(suffix)
+    reason = _why_not_decodable(fmt) if fmt is not None else "not an image type artlab reads"
+    return f"{reason} ({suffix})"
+
+
+def __getattr__(name: str) -> object:
+    """``IMAGE_EXTENSIONS``: :func:`image_extensions` computed when asked (plugins can be added later)."""
+    if name == "IMAGE_EXTENSIONS":
+        return image_extensions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class CollectionError(ValueError):
@@ -67,8 +127,10 @@ class Item:
 class Collection:
     """An ordered set of image files with labels and metadata.
 
-    ``skipped`` lists (path, reason) for files that could not be used;
-    ``notes`` lists metadata problems (rows without files, files without rows).
+    ``skipped`` lists (path, reason) for image files that could not be used (empty, not
+    a regular file, unreadable); ``ignored`` (path, reason) for files that are not images
+    artlab reads (``notes.txt: not an image type artlab reads (.txt)``); ``notes`` lists
+    metadata problems (rows without files, files without rows).
     """
 
     items: list[Item]
@@ -76,6 +138,7 @@ class Collection:
     name: str = ""
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    ignored: list[tuple[Path, str]] = field(default_factory=list)
 
     # ----------------------------------------------------------------- access
     def __len__(self) -> int:
@@ -154,16 +217,18 @@ class Collection:
         return pd.DataFrame([{"path": str(i.path), "label": i.label, **i.meta} for i in self.items])
 
     def summary(self) -> str:
-        """A human-readable report: counts per label, skipped files and metadata notes."""
+        """A human-readable report: counts per label, skipped and ignored files, metadata notes."""
         lines = [f"{self.name or 'collection'}: {len(self)} images"]
         counts = Counter(item.label for item in self.items)
         if any(label is not None for label in counts):
             lines.append("  " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))))
-        if self.skipped:
-            lines.append(f"  skipped {len(self.skipped)} unreadable file(s):")
-            lines += [f"    {p}: {why}" for p, why in self.skipped[:20]]
-            if len(self.skipped) > 20:
-                lines.append(f"    … and {len(self.skipped) - 20} more")
+        for files, heading in ((self.skipped, "skipped {} unreadable file(s):"),
+                               (self.ignored, "ignored {} file(s) that are not images artlab reads:")):
+            if files:
+                lines.append("  " + heading.format(len(files)))
+                lines += [f"    {p}: {why}" for p, why in files[:20]]
+                if len(files) > 20:
+                    lines.append(f"    … and {len(files) - 20} more")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -185,15 +250,20 @@ class Collection:
         Labels come from ``label_column`` of the metadata CSV when there is one (by
         default the first of label/artist/style/genre/class it has), else from the
         first-level subfolder. ``metadata`` defaults to ``<folder>/metadata.csv`` if
-        present. Every file is opened (header only) to check it is a readable image.
+        present. Files with an image extension (:func:`image_extensions`: whatever
+        Pillow reads here) are opened, header only, to check they are readable images;
+        those that are not regular files (a FIFO, a link to ``/dev/zero``) are never
+        opened (opening a FIFO blocks) and go to ``skipped`` as "not a regular file".
+        Other files go to ``ignored`` with the reason, except hidden files and folders,
+        the metadata CSV and :data:`SYSTEM_FILES`.
         """
         root = Path(path).expanduser()
         if not root.exists():
             raise CollectionError(f"collection folder {root} does not exist")
         if not root.is_dir():
             raise CollectionError(f"{root} is a file, not a folder of images")
-        files = _image_files(root, recursive)
         meta_path = Path(metadata) if metadata is not None else root / "metadata.csv"
+        files, ignored = _image_files(root, recursive, meta_path)
         rows: dict[Path, dict[str, str]] = {}
         notes: list[str] = []
         if metadata is not None or meta_path.is_file():
@@ -209,27 +279,60 @@ class Collection:
             items.append(Item(file, _label(file, root, row, label_column, bool(rows)), row))
         if not items:
             detail = f"; {len(skipped)} unreadable" if skipped else ""
+            if ignored:
+                kinds = Counter(why for _, why in ignored)
+                detail += "; ignored " + ", ".join(f"{n} {why}" for why, n in kinds.most_common(5))
+            common = [e for e in (".jpg", ".png", ".tif", ".webp", ".avif") if e in image_extensions()]
             raise CollectionError(
-                f"no readable images in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}{detail})"
+                f"no readable images in {root} (looked for {', '.join(common)} and every other type Pillow reads "
+                f"here: artlab.data.image_extensions(){detail})"
             )
-        return cls(items, root, root.name, skipped, notes)
+        return cls(items, root, root.name, skipped, notes, ignored)
 
 
-def _image_files(root: Path, recursive: bool) -> list[Path]:
+def _image_files(
+    root: Path, recursive: bool, metadata: Path | None = None
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files under ``root`` that are images by their extension, and (path, reason) for the others.
+
+    Nothing is opened here. Hidden files and folders, ``metadata`` and :data:`SYSTEM_FILES`
+    are left out of both lists.
+    """
+    extensions = image_extensions()
+    csv_file = metadata.resolve() if metadata is not None else None
     pattern = root.rglob("*") if recursive else root.glob("*")
-    return sorted(
-        p
-        for p in pattern
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and not p.is_dir()
-    )
+    images: list[Path] = []
+    ignored: list[tuple[Path, str]] = []
+    for p in sorted(pattern):
+        if any(part.startswith(".") for part in p.relative_to(root).parts) or p.is_dir():
+            continue
+        if p.name.lower() in SYSTEM_FILES or (csv_file is not None and p.name == csv_file.name
+                                              and p.resolve() == csv_file):
+            continue
+        reason = _not_an_image(p, extensions)
+        if reason:
+            ignored.append((p, reason))
+        else:
+            images.append(p)
+    return images, ignored
 
 
 def _header_problem(path: Path) -> str | None:
-    """Why ``path`` is not a usable image (a cheap header check), or None."""
+    """Why ``path`` is not a usable image (a cheap header check), or None.
+
+    Only regular files are opened: a FIFO would block the open, a device such as
+    ``/dev/zero`` (through a link) would never end; both are "not a regular file".
+    """
     try:
-        if path.stat().st_size == 0:
+        info = path.stat()  # follows links: a link to /dev/zero is a device
+    except FileNotFoundError:
+        return "broken link" if path.is_symlink() else "vanished while the folder was read"
+    except OSError as exc:
+        return f"unreadable: {exc}"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    try:
+        if info.st_size == 0:
             return "empty file"
         with Image.open(path) as im:
             im.size  # noqa: B018 - the header parse is the check

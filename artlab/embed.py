@@ -20,21 +20,61 @@ A curator's questions about a collection ("which paintings look alike to the net
 
 The cache lives in ``<cache>/embeddings`` (``$ARTLAB_CACHE`` or ``~/.cache/artlab``):
 one directory per configuration holding ``config.json`` and append-only shards
-(``shards/*.npy``: a structured array of (content hash, vector) rows). Shards are
-written to a temporary name and renamed into place (``os.replace``), so a shard is
-either complete or absent; when a directory has more than :data:`SHARDS_BEFORE_MERGE`
-shards they are merged into one, so loading thousands of cached vectors reads a few
-files. ``file-hashes.json`` remembers each file's sha256 by (path, size, mtime) so that
-re-embedding an unchanged folder does not re-read every file.
+(``shards/<time>-<sha256 of the file>.npy``: a structured array of (content hash,
+vector) rows). Shards are written to a temporary name and renamed into place
+(``os.replace``), so a shard is either complete or absent; when a directory has more
+than :data:`SHARDS_BEFORE_MERGE` shards they are merged into one, so loading thousands
+of cached vectors reads a few files. What the cache promises, and checks:
+
+* **A vector is keyed by the bytes it was made from.** A file to compute is read once
+  into memory (at most :data:`_MAX_FILE_BYTES`), hashed, and decoded from those same
+  bytes; the vector is stored under that hash. A file that changes between hashing and
+  decoding gets the vector of what was decoded, under that content's hash: it cannot
+  poison the entry of its earlier content, which its copies still use.
+* **Shards are checked on every read.** A shard's name carries the sha256 of its bytes.
+  A shard whose bytes do not match it, that numpy cannot read or whose rows are not
+  (hash, float32 vector) is moved to ``quarantine/``, reported once in
+  ``Embeddings.notes``, and its images are computed again. Vectors with NaN or ±inf are
+  never written (the image is skipped, saying so) and are rejected when read.
+* **Change detection.** ``file-hashes.json`` spares re-reading unchanged files. A file
+  is read and hashed again unless ``file-hashes.json`` holds an entry for its absolute
+  path whose size, mtime_ns, ctime_ns and inode number all equal the file's current
+  ones, that was recorded at least one second after the file's last change (its
+  ctime), and whose HMAC-SHA256 signature (key in ``file-hashes.key``, private to the
+  cache) is valid. On Linux and macOS the operating system sets ctime on every write,
+  truncation, rename, chmod or ``os.utime``, and ordinary programs cannot set it back,
+  so any rewrite of a file, also one that keeps its size and restores its mtime
+  (``os.utime``, ``touch -r``, ``cp -p``, ``rsync -t``), is noticed. Not promised: on
+  Windows ``st_ctime`` is the creation time, and file systems that do not keep ctime or
+  inode numbers faithfully (some network and FUSE mounts) weaken the check the same
+  way: there a rewrite with the same size and a restored mtime keeps the old vector. An
+  entry that was edited, swapped with another or copied from elsewhere fails its
+  signature and costs one re-read; it never gives one file another file's vector.
+  ``embed(..., rehash=True)`` reads every file; :func:`verify_cache` (``artlab cache
+  verify``) also re-reads every remembered file and reports any whose bytes changed
+  unnoticed.
+* **Concurrent runs share the work.** Each batch is chosen, computed and written while
+  holding a lock on the configuration's directory (``fcntl.flock``; ``msvcrt.locking``
+  on Windows), after taking in the shards other runs wrote meanwhile: two runs on one
+  folder compute each image once between them. The operating system drops the lock of
+  a killed process.
+* :func:`verify_cache` checks every shard and index entry and reports counts;
+  ``repair=True`` (``artlab cache repair``) drops what is bad.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import hmac
+import io
 import json
 import math
 import os
+import re
 import secrets
+import stat
 import time
 import warnings
 import weakref
@@ -56,8 +96,26 @@ from artlab.data import Collection, CollectionError, Item, cache_root
 from artlab.efficientnet import LITE_MEAN, LITE_STD
 from artlab.figures import ArtlabFigure, stamp_model
 from artlab.gram import gram
-from artlab.images import ImageLoadError, ensure_image_batch, load_image, load_images
+from artlab.images import (
+    _DECODE_ERRORS,
+    _PIL_OPEN_LOCK,
+    DEFAULT_MAX_PIXELS,
+    ImageLoadError,
+    _open_regular,
+    ensure_image_batch,
+    load_image,
+    load_images,
+)
 from artlab.models import IMAGENET_MEAN, IMAGENET_STD, Backbone
+
+try:  # file locks: fcntl on Linux and macOS, msvcrt on Windows (see _FileLock)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+try:
+    import msvcrt
+except ImportError:
+    msvcrt = None  # type: ignore[assignment]
 
 __all__ = [
     "POOLINGS",
@@ -72,6 +130,8 @@ __all__ = [
     "embed",
     "default_layer",
     "default_cache_dir",
+    "verify_cache",
+    "CacheReport",
     "umap_2d",
     "umap_3d",
     "pca_2d",
@@ -94,8 +154,8 @@ GRAM_DIM = 256
 GRAM_SEED = 20240601
 #: A cache directory with more shards than this is merged into one shard after a run.
 SHARDS_BEFORE_MERGE = 16
-#: Version of the cache layout and of every computation that feeds it.
-CACHE_VERSION = 1
+#: Version of the cache layout and of every computation that feeds it (2: checksummed shard names).
+CACHE_VERSION = 2
 CROP_POLICY = "shorter side resized to size (antialiased bilinear), centre size×size crop"
 
 Source = Union[Collection, str, "os.PathLike[str]", Sequence[Any]]
@@ -194,7 +254,16 @@ class Embeddings:
     ) -> Path:
         """Write a CSV (atomically, so a crash never leaves half a file): ``columns`` of the
         metadata (default: all), then ``extra`` columns and, unless ``vectors=False``, the
-        vector components ``f0 …``. Returns the path written."""
+        vector components ``f0 …``. Returns the path written.
+
+        The file is UTF-8. A file or folder name that is not valid UTF-8 (possible on Linux
+        and macOS; Python keeps its undecodable bytes as surrogate escapes, ``b"caf\\xe9.png"``
+        -> ``"caf\\udce9.png"``) cannot be written as UTF-8 text as it is: such a value is
+        written with each undecodable byte as ``\\xNN`` and, in that value only, each
+        backslash doubled (``caf\\xe9.png``). The value stays readable, and the exact name
+        comes back with ``os.fsdecode(codecs.escape_decode(value.encode())[0])``. Every other
+        value is written unchanged.
+        """
         frame = self.to_frame(vectors=vectors, extra=extra)
         if columns is not None:
             unknown = [c for c in columns if c not in self.meta.columns]
@@ -203,7 +272,7 @@ class Embeddings:
             frame = frame[list(columns) + [c for c in frame.columns if c not in self.meta.columns]]
         target = Path(path).expanduser()
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = frame.to_csv(index=False).encode()
+        text = _escape_undecodable(frame).to_csv(index=False).encode()
         _atomic_write_bytes(target, lambda fh: fh.write(text))
         return target
 
@@ -215,6 +284,47 @@ class Embeddings:
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_text(value: str) -> str:
+    """A string with surrogates (undecodable bytes of a file name) as UTF-8-safe escapes.
+
+    A surrogate escape U+DC80…U+DCFF (the byte 0x80…0xFF that ``os.fsdecode`` could not
+    decode) becomes ``\\xNN``, any other lone surrogate ``\\uXXXX``; backslashes are doubled
+    first, so ``codecs.escape_decode`` gives back the exact bytes. Strings without
+    surrogates are returned as they are (a Windows path keeps its single backslashes).
+    """
+    if not _SURROGATE.search(value):
+        return value
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+    return _SURROGATE.sub(escape, value.replace("\\", "\\\\"))
+
+
+def _escape_undecodable(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every string cell and column name that UTF-8 cannot encode escaped (:func:`_escape_text`).
+
+    Only text columns are looked at; the frame is copied only when something changes.
+    """
+    def needs(value: object) -> bool:
+        return isinstance(value, str) and _SURROGATE.search(value) is not None
+
+    text_columns = [c for c in frame.columns
+                    if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c].dtype)]
+    changed = [c for c in text_columns if any(needs(v) for v in frame[c])]
+    renamed = {c: _escape_text(c) for c in frame.columns if needs(c)}
+    if not changed and not renamed:
+        return frame
+    frame = frame.copy()
+    for name in changed:
+        frame[name] = frame[name].map(lambda v: _escape_text(v) if isinstance(v, str) else v)
+    return frame.rename(columns=renamed)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -395,44 +505,183 @@ def _atomic_write_bytes(target: Path, write: Callable[[Any], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+# --------------------------------------------------------------------------- locks
+
+
+class _FileLock:
+    """An exclusive lock on the file ``path`` for the length of a ``with`` block.
+
+    ``fcntl.flock`` on Linux and macOS, ``msvcrt.locking`` on Windows: the operating system
+    drops it when the process dies, so a killed run never leaves the cache locked. Two
+    locks on one file exclude each other also between threads of one process (each
+    ``with`` opens its own file). Where the file system has no locks, or neither module
+    exists, the block runs unlocked: every result stays correct (shards are written
+    atomically and keyed by content), concurrent runs may then compute the same images.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: Any = None
+        self.locked = False
+
+    def __enter__(self) -> _FileLock:
+        try:
+            self._fh = open(self.path, "a+b")  # closed in __exit__
+        except OSError:
+            return self  # e.g. a read-only cache: nothing will be written either
+        try:
+            if fcntl is not None:
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX)
+                self.locked = True
+            elif msvcrt is not None:  # pragma: no cover - Windows
+                self._fh.seek(0)
+                while not self.locked:
+                    try:
+                        msvcrt.locking(self._fh.fileno(), msvcrt.LK_NBLCK, 1)
+                        self.locked = True
+                    except OSError as exc:
+                        if exc.errno not in (errno.EACCES, errno.EDEADLK):
+                            break
+                        time.sleep(0.05)
+        except OSError:  # no locks on this file system (some network mounts)
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is None:
+            return
+        try:
+            if self.locked and fcntl is None and msvcrt is not None:  # pragma: no cover - Windows
+                self._fh.seek(0)
+                msvcrt.locking(self._fh.fileno(), msvcrt.LK_UNLCK, 1)
+        except OSError:  # pragma: no cover
+            pass
+        finally:
+            self._fh.close()  # closing also releases a flock
+            self._fh, self.locked = None, False
+
+
 # --------------------------------------------------------------------------- the shard store
 
 
+#: A shard's file name: when it was written, then the sha256 of its bytes (checked on every read).
+_SHARD_NAME = re.compile(r"^\d{20}-([0-9a-f]{64})\.npy$")
+
+
+class _BadShard(Exception):
+    """A shard that must not be used; ``str()`` says why."""
+
+
+def _shard_bytes(hashes: Sequence[str], vectors: np.ndarray) -> bytes:
+    """The ``.npy`` bytes of a shard: a structured array of (content hash, float32 vector) rows."""
+    arr = np.empty(len(hashes), dtype=[("hash", "S64"), ("vector", "<f4", (vectors.shape[1],))])
+    arr["hash"] = np.array(hashes, dtype="S64")
+    arr["vector"] = vectors
+    buffer = io.BytesIO()
+    np.save(buffer, arr, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _check_shard(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, mask of rows whose vector is finite) of a shard's bytes.
+
+    Raises :class:`_BadShard` when the name carries no checksum, the sha256 of ``data``
+    differs from it, or the bytes are not an array of (64-byte hash, float32 vector) rows.
+    """
+    match = _SHARD_NAME.match(name)
+    if match is None:
+        raise _BadShard("its name carries no checksum (not written by this artlab version)")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != match.group(1):
+        raise _BadShard(f"checksum mismatch: sha256 {actual[:12]}… instead of {match.group(1)[:12]}…; "
+                        "the file changed after it was written")
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:  # a checksummed file that numpy cannot read: written by something else
+        raise _BadShard(f"not a numpy array ({exc})") from None
+    fields = arr.dtype.fields or {}
+    vector = fields.get("vector", (None,))[0]
+    if (arr.ndim != 1 or arr.dtype.names != ("hash", "vector") or fields["hash"][0] != np.dtype("S64")
+            or vector.base != np.dtype("<f4") or len(vector.shape) != 1):
+        raise _BadShard(f"unexpected layout {arr.dtype} × {arr.shape}")
+    return arr, np.isfinite(arr["vector"]).all(axis=1)
+
+
 class _ShardStore:
-    """One configuration's vectors on disk: append-only shards of (sha256, vector) rows."""
+    """One configuration's vectors on disk: append-only, checksummed shards of (sha256, vector) rows."""
 
     def __init__(self, root: Path, config: Mapping[str, Any]) -> None:
         self.dir = root / _config_dirname(config)
         self.shards = self.dir / "shards"
+        self.quarantine = self.dir / "quarantine"
         self.shards.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "config.json"
         if not meta.is_file():
             text = json.dumps(dict(config), indent=2, sort_keys=True).encode()
             _atomic_write_bytes(meta, lambda fh: fh.write(text))
         self.problems: list[str] = []
+        self._seen: set[str] = set()  # shard names this store has read or written
+
+    def locked(self) -> _FileLock:
+        """The lock every writer of this directory holds (``with store.locked(): ...``)."""
+        return _FileLock(self.dir / "lock")
 
     def _files(self) -> list[Path]:
         return sorted(self.shards.glob("*.npy"))
 
     def _read(self, path: Path) -> np.ndarray | None:
+        """The rows of a shard that passes every check of :func:`_check_shard`; None otherwise.
+
+        A failing shard is moved to ``quarantine/`` and reported in ``problems``, so it is
+        reported once and its images are recomputed. Rows with NaN or ±inf (never written
+        by :meth:`append`) are dropped: the shard is set aside and its finite rows stored again.
+        """
+        self._seen.add(path.name)
         try:
-            arr = np.load(path, allow_pickle=False)
-            if arr.dtype.names != ("hash", "vector"):
-                raise ValueError(f"unexpected fields {arr.dtype.names}")
-            return arr
+            arr, finite = _check_shard(path.name, path.read_bytes())
         except FileNotFoundError:  # merged away by another process meanwhile
             return None
-        except Exception as exc:  # a damaged shard costs recomputation, never a crash
-            self.problems.append(f"ignored unreadable cache shard {path} ({exc}); its images are recomputed")
+        except (OSError, _BadShard) as exc:  # a damaged shard costs recomputation, never a crash
+            reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+            self._set_aside(path, f"unreadable cache shard {path} ({reason})", "its images are recomputed")
             return None
+        if not finite.all():
+            self._set_aside(path, f"rejected cache shard {path} ({int((~finite).sum())} row(s) with NaN or "
+                                  "infinite values)", "its other rows were kept and those images are recomputed")
+            arr = arr[finite]
+            if len(arr):
+                self.append([h.decode() for h in arr["hash"]], arr["vector"])
+        return arr
 
-    def load(self, wanted: set[str]) -> dict[str, np.ndarray]:
-        """Vectors of the ``wanted`` hashes that are stored (first copy wins)."""
+    def _set_aside(self, path: Path, what: str, consequence: str) -> None:
+        """Move a bad shard to ``quarantine/`` (delete it if that fails) and report it once."""
+        target = self.quarantine / path.name
+        try:
+            self.quarantine.mkdir(exist_ok=True)
+            os.replace(path, target)
+            fate = f"moved to {target}"
+        except FileNotFoundError:  # another process set it aside first
+            return
+        except OSError:
+            try:
+                path.unlink()
+                fate = "deleted"
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                fate = f"could not be moved or deleted ({exc.strerror or exc}), so it will be reported again"
+        self.problems.append(f"{what}: {fate}; {consequence}")
+
+    def load(self, wanted: set[str], *, only_new: bool = False) -> dict[str, np.ndarray]:
+        """Vectors of the ``wanted`` hashes that are stored (first copy wins); with
+        ``only_new``, only from shards this store has not read or written yet."""
         found: dict[str, np.ndarray] = {}
         if not wanted:
             return found
         keys = np.array(sorted(wanted), dtype="S64")
         for path in self._files():
+            if only_new and path.name in self._seen:
+                continue
             arr = self._read(path)
             if arr is None or not len(arr):
                 continue
@@ -444,90 +693,466 @@ class _ShardStore:
         return found
 
     def append(self, hashes: Sequence[str], vectors: np.ndarray) -> Path:
-        """Store one batch as a new shard (complete or absent, never half-written)."""
-        arr = np.empty(len(hashes), dtype=[("hash", "S64"), ("vector", "<f4", (vectors.shape[1],))])
-        arr["hash"] = np.array(hashes, dtype="S64")
-        arr["vector"] = vectors
-        target = self.shards / f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npy"
-        _atomic_write_bytes(target, lambda fh: np.save(fh, arr, allow_pickle=False))
+        """Store one batch as a new shard (complete or absent, never half-written), named by its sha256.
+
+        Raises ValueError for NaN or infinite values: such a vector is never cached.
+        """
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(hashes):
+            raise ValueError(f"expected one vector per hash ({len(hashes)}), got shape {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise ValueError("refusing to cache NaN or infinite vectors")
+        data = _shard_bytes(hashes, vectors)
+        target = self.shards / f"{time.time_ns():020d}-{hashlib.sha256(data).hexdigest()}.npy"
+        _atomic_write_bytes(target, lambda fh: fh.write(data))
+        self._seen.add(target.name)
         return target
 
     def consolidate(self, max_shards: int = SHARDS_BEFORE_MERGE) -> None:
-        """Merge the shards into one when there are more than ``max_shards``.
+        """Merge the shards into one when there are more than ``max_shards`` (under the lock).
 
-        Safe against a concurrent writer: only the shards read are deleted, after the
-        merged shard is in place; a row present twice is harmless (same hash, same vector).
+        Only the shards read are deleted, after the merged shard is in place; a row present
+        twice is harmless (same hash, same vector).
         """
-        files = self._files()
-        if len(files) <= max_shards:
+        if len(self._files()) <= max_shards:
             return
-        arrays, merged = [], []
-        for path in files:
-            arr = self._read(path)
-            if arr is not None and arr.dtype == (arrays[0].dtype if arrays else arr.dtype):
-                arrays.append(arr)
-                merged.append(path)
-        if len(arrays) < 2:
-            return
-        both = np.concatenate(arrays)
-        _, first = np.unique(both["hash"], return_index=True)
-        self.append([h.decode() for h in both["hash"][np.sort(first)]], both["vector"][np.sort(first)])
-        for path in merged:
-            path.unlink(missing_ok=True)
-        for stale in self.shards.glob(".*.tmp"):  # left behind by killed writers
-            try:
-                if time.time() - stale.stat().st_mtime > 3600:
-                    stale.unlink()
-            except OSError:
-                pass
+        with self.locked():
+            files = self._files()
+            if len(files) <= max_shards:  # merged by another process while we waited
+                return
+            arrays, merged = [], []
+            for path in files:
+                arr = self._read(path)
+                if arr is not None and arr.dtype == (arrays[0].dtype if arrays else arr.dtype):
+                    arrays.append(arr)
+                    merged.append(path)
+            if len(arrays) < 2:
+                return
+            both = np.concatenate(arrays)
+            _, first = np.unique(both["hash"], return_index=True)
+            keep = np.sort(first)
+            written = self.append([h.decode() for h in both["hash"][keep]], both["vector"][keep])
+            for path in merged:
+                if path != written:
+                    path.unlink(missing_ok=True)
+            for stale in self.shards.glob(".*.tmp"):  # left behind by killed writers
+                try:
+                    if time.time() - stale.stat().st_mtime > 3600:
+                        stale.unlink()
+                except OSError:
+                    pass
+
+
+# --------------------------------------------------------------------------- which bytes a file holds
+
+
+#: An entry of ``file-hashes.json`` is used only if it was recorded this long after the
+#: file's last change (its ctime): a rewrite within the same timestamp tick as the hashing
+#: could otherwise leave size, mtime, ctime and inode all as they were.
+_SETTLED_NS = 1_000_000_000
+
+
+def _stat_fields(st: os.stat_result) -> list[int]:
+    """What the stat shortcut compares: size, mtime_ns, ctime_ns, inode."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _index_key(root: Path, *, create: bool) -> bytes | None:
+    """The secret that signs ``file-hashes.json`` entries (``file-hashes.key``, 32 random bytes, mode 0600)."""
+    path = root / "file-hashes.key"
+    try:
+        key = path.read_bytes()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    if not create:
+        return None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+        try:
+            os.link(tmp, path)  # the first process to create it wins; everybody reads that one
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links on this file system
+            if not path.exists():
+                os.replace(tmp, path)
+        key = path.read_bytes()
+        return key if len(key) >= 32 else None
+    except OSError:
+        return None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _sign(key: bytes, path: str, fields: Sequence[Any]) -> str:
+    return hmac.new(key, json.dumps([path, *fields]).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _entry_problem(key: bytes | None, path: str, entry: Any, st: os.stat_result | None) -> str | None:
+    """Why a ``file-hashes.json`` entry cannot stand for the file as it is now; None when it can."""
+    if not (isinstance(entry, list) and len(entry) == 7):
+        return "stale: not an entry of this artlab version"
+    if key is None or not hmac.compare_digest(str(entry[6]), _sign(key, path, entry[:6])):
+        return "bad signature (edited, or copied from another cache)"
+    if st is None:
+        return "file gone"
+    if entry[:4] != _stat_fields(st):
+        return "file changed (size, mtime, ctime or inode)"
+    if entry[4] - entry[2] < _SETTLED_NS:
+        return "hashed within a second of its last change"
+    return None
+
+
+def _hash_file(path: Path, chunk: int = 1 << 20) -> tuple[str, os.stat_result | None]:
+    """(sha256 of the file, its stat) — the stat is None when the file changed while it was read.
+
+    Only a regular file is read (a FIFO swapped in would block forever): anything else is an OSError.
+    """
+    digest = hashlib.sha256()
+    try:
+        handle = _open_regular(os.fspath(path), str(path))
+    except ImageLoadError as exc:
+        raise OSError(exc.reason) from None
+    with handle as fh:
+        before = os.fstat(fh.fileno())
+        while block := fh.read(chunk):
+            digest.update(block)
+        after = os.fstat(fh.fileno())
+    return digest.hexdigest(), before if _stat_fields(before) == _stat_fields(after) else None
+
+
+def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    return _hash_file(path, chunk)[0]
 
 
 class _HashMemo:
-    """sha256 of files remembered by (absolute path, size, mtime_ns): unchanged files are not re-read.
+    """``file-hashes.json``: the sha256 of each file by absolute path, so unchanged files are not re-read.
 
-    A file rewritten with the same size within the same mtime tick would be missed; file
-    systems give nanosecond (or at worst 1-2 s) mtimes, and editors change both in practice.
+    An entry is [size, mtime_ns, ctime_ns, inode, recorded_ns, sha256, signature]. It stands
+    for the file only when :func:`_entry_problem` finds nothing: the same size, mtime_ns,
+    ctime_ns and inode, recorded at least :data:`_SETTLED_NS` after the file's last change,
+    and an HMAC-SHA256 signature (key ``file-hashes.key``) over the path and those values.
+    Anything else means reading the file again. ``trust=False`` (``embed(rehash=True)``)
+    reads every file and records what it finds.
     """
 
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None, *, trust: bool = True) -> None:
         self.file = root / "file-hashes.json" if root is not None else None
-        self.entries: dict[str, list] = {}
-        self.dirty = False
-        if self.file is not None and self.file.is_file():
+        self.key = _index_key(root, create=True) if root is not None else None
+        self.trust = trust and self.key is not None
+        self.entries: dict[str, Any] = {}
+        self.changed: dict[str, list] = {}
+        if self.trust and self.file is not None and self.file.is_file():
             try:
-                self.entries = json.loads(self.file.read_text())
+                loaded = json.loads(self.file.read_text())
+                self.entries = loaded if isinstance(loaded, dict) else {}
             except (OSError, ValueError):
                 self.entries = {}  # only a memo: rebuilt as files are hashed
 
     def hash(self, path: Path) -> str:
-        stat = path.stat()
         key = os.path.abspath(path)  # not resolve(): one realpath per file cost half the cache-hit time
-        entry = self.entries.get(key)
-        if entry is not None and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
-            return entry[2]
-        digest = _sha256_file(path)
-        self.entries[key] = [stat.st_size, stat.st_mtime_ns, digest]
-        self.dirty = True
+        if self.trust and key in self.entries:
+            entry = self.entries[key]
+            if _entry_problem(self.key, key, entry, os.stat(path)) is None:
+                return entry[5]
+        recorded = time.time_ns()  # before the stat it goes with: errs towards "not settled"
+        digest, st = _hash_file(path)
+        if st is not None and self.key is not None:
+            fields = [*_stat_fields(st), recorded, digest]
+            self.entries[key] = self.changed[key] = [*fields, _sign(self.key, key, fields)]
         return digest
 
     def save(self) -> None:
-        if self.file is None or not self.dirty:
+        """Add the entries recorded by this run to the file (under its lock, keeping other processes' entries)."""
+        if self.file is None or not self.changed:
             return
-        try:  # keep what another process recorded meanwhile
-            on_disk = json.loads(self.file.read_text()) if self.file.is_file() else {}
-        except (OSError, ValueError):
-            on_disk = {}
-        text = json.dumps({**on_disk, **self.entries}).encode()
-        _atomic_write_bytes(self.file, lambda fh: fh.write(text))
-        self.dirty = False
+        try:
+            with _FileLock(self.file.with_name("file-hashes.lock")):
+                try:
+                    on_disk = json.loads(self.file.read_text()) if self.file.is_file() else {}
+                except (OSError, ValueError):
+                    on_disk = {}
+                kept = {p: e for p, e in on_disk.items() if isinstance(e, list) and len(e) == 7} \
+                    if isinstance(on_disk, dict) else {}
+                text = json.dumps({**kept, **self.changed}).encode()
+                _atomic_write_bytes(self.file, lambda fh: fh.write(text))
+        except OSError:  # a read-only cache: the memo is only a speed-up
+            pass
+        self.changed = {}
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+#: Largest image file :func:`embed` reads into memory to hash and decode: 12 bytes per pixel at
+#: :data:`artlab.images.DEFAULT_MAX_PIXELS` (about 2 GiB), what decoding the largest image
+#: ``load_image`` accepts takes anyway.
+_MAX_FILE_BYTES = 12 * DEFAULT_MAX_PIXELS
+
+
+def _read_file_bytes(path: Path) -> bytes:
+    """All bytes of an image file, read once; ImageLoadError (with the reason) if that is impossible."""
+    name = str(path)
+    try:
+        with _open_regular(os.fspath(path), name) as fh:  # never blocks on a FIFO swapped in since hashing
+            size = os.fstat(fh.fileno()).st_size
+            if size > _MAX_FILE_BYTES:
+                raise ImageLoadError(name, f"larger than {_MAX_FILE_BYTES:,} bytes", "embed reads an image "
+                                     "file into memory once; this one is too large for that")
+            # ask for what the file holds (+1 to see growth): read(n) allocates n bytes up front, and
+            # 2 GB of address space per image fails every image under a ulimit -v or strict overcommit
+            data = fh.read(min(size, _MAX_FILE_BYTES) + 1)
+    except FileNotFoundError:
+        raise ImageLoadError(name, "no such file", "it was removed or renamed while embedding") from None
+    except PermissionError:
+        raise ImageLoadError(name, "permission denied", "check the file's permissions") from None
+    except IsADirectoryError:
+        raise ImageLoadError(name, "is a directory, not a file", "") from None
+    except OSError as exc:
+        raise ImageLoadError(name, f"unreadable: {exc.strerror or exc}", "") from None
+    if len(data) > _MAX_FILE_BYTES:
+        raise ImageLoadError(name, f"larger than {_MAX_FILE_BYTES:,} bytes", "")
+    return data
+
+
+def _open_image_bytes(data: bytes, path: Path) -> Image.Image:
+    """A lazily decoded PIL image of ``data`` (errors worded as :func:`artlab.images.load_image`'s).
+
+    The image keeps no file name: PIL would map the *file* into memory for raw formats, and
+    the point is to decode exactly the bytes that were hashed.
+    """
+    name = str(path)
+    if not data:
+        raise ImageLoadError(name, "empty file (0 bytes)",
+                             "the file was probably only partly downloaded or copied; re-create it")
+    try:
+        with _PIL_OPEN_LOCK:  # the pixel limit is load_image's (max_pixels), checked before decoding
+            saved_limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                return Image.open(io.BytesIO(data))
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved_limit
+    except Image.UnidentifiedImageError:
+        raise ImageLoadError(name, "not a recognised image format",
+                             "check that it really is an image (PNG, JPEG, TIFF, BMP, GIF, WebP, ...)") from None
+    except _DECODE_ERRORS as err:
+        raise ImageLoadError(name, f"truncated or corrupt image header ({err})",
+                             "re-download or re-export the file") from None
+
+
+class _ReadOnce:
+    """Sources for the batching loop that read each file once: ``digests[j]`` is the sha256 of
+    the bytes read for ``paths[j]`` (None if they could not be read) and those same bytes are
+    what gets decoded, so a vector always belongs to the bytes it was made from."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        self.digests: list[str | None] = [None] * len(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, j: int) -> Image.Image:
+        data = _read_file_bytes(self.paths[j])
+        self.digests[j] = hashlib.sha256(data).hexdigest()
+        return _open_image_bytes(data, self.paths[j])
+
+
+# --------------------------------------------------------------------------- checking the cache
+
+
+@dataclass
+class CacheReport:
+    """What :func:`verify_cache` found in an embedding cache (and, with ``repair=True``, removed).
+
+    Counts of sound configuration folders, shards and vectors; ``bad_shards`` (path, reason)
+    and ``bad_rows`` (NaN/inf rows inside shards whose checksum holds); ``index_*`` for the
+    entries of ``file-hashes.json``: ``ok`` (signature valid, file unchanged and, unless
+    ``rehash=False``, its bytes still have that sha256), ``stale`` (file gone or changed
+    since: it is simply read again when used) and ``bad`` (path, reason: signature invalid,
+    or the content changed while size, mtime, ctime and inode stayed); ``quarantined`` and
+    ``temp_files`` left behind; ``outdated`` folders of other cache versions (left alone);
+    ``problems`` everything else worth knowing. ``ok`` is True when nothing is bad.
+    """
+
+    root: Path
+    configs: int = 0
+    shards: int = 0
+    vectors: int = 0
+    bad_shards: list[tuple[str, str]] = field(default_factory=list)
+    bad_rows: int = 0
+    index_ok: int = 0
+    index_stale: int = 0
+    index_bad: list[tuple[str, str]] = field(default_factory=list)
+    quarantined: int = 0
+    temp_files: int = 0
+    outdated: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not (self.bad_shards or self.bad_rows or self.index_bad or self.problems)
+
+    def summary(self) -> str:
+        """A few lines for people (what ``artlab cache verify|repair`` prints)."""
+        done = " (removed)" if self.repaired else ""
+        lines = [(f"embedding cache {self.root}: {self.configs} configuration(s), {self.shards} sound shard(s), "
+                  f"{self.vectors:,} vector(s)")]
+        lines.append(f"  damaged shards: {len(self.bad_shards)}{done if self.bad_shards else ''}")
+        lines += [f"    {p}: {why}" for p, why in self.bad_shards]
+        lines.append(f"  rows with NaN or infinite values: {self.bad_rows}{done if self.bad_rows else ''}")
+        lines.append(f"  file-hashes.json: {self.index_ok} ok, {self.index_stale} stale (file gone or changed; "
+                     f"re-read when used){done if self.index_stale else ''}, {len(self.index_bad)} bad"
+                     f"{done if self.index_bad else ''}")
+        lines += [f"    {p}: {why}" for p, why in self.index_bad]
+        lines.append(f"  quarantined shards: {self.quarantined}{done if self.quarantined else ''}; "
+                     f"leftover temporary files: {self.temp_files}{done if self.temp_files else ''}")
+        if self.outdated:
+            lines.append(f"  folders of another cache version (not used, left alone): {', '.join(self.outdated)}")
+        lines += [f"  {p}" for p in self.problems]
+        if self.repaired:
+            lines.append("repaired: what was bad is gone; the images concerned are computed again when next used")
+        elif self.ok:
+            lines.append("ok")
+        else:
+            lines.append("problems found: `artlab cache repair` removes them (the vectors are recomputed when needed)")
+        return "\n".join(lines)
+
+
+def verify_cache(cache_dir: str | os.PathLike | None = None, *, repair: bool = False,
+                 rehash: bool = True) -> CacheReport:
+    """Check every shard and every ``file-hashes.json`` entry of an embedding cache; ``repair=True`` drops what is bad.
+
+    Shards: checksum, layout and finite rows (:func:`_check_shard`). Index entries:
+    signature and stat as :func:`embed` checks them, and (unless ``rehash=False``) the
+    sha256 of every file whose stat still matches, which is the one change the stat
+    shortcut can miss (see the module docs). Without ``repair`` nothing is changed. With
+    it, holding the same locks as :func:`embed`: damaged shards are deleted, shards with
+    NaN/inf rows are rewritten without them, ``quarantine/`` folders and temporary files
+    older than an hour are emptied, and bad or stale index entries are removed. Folders of
+    other cache versions are only listed. Returns a :class:`CacheReport`.
+    """
+    root = Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser()
+    report = CacheReport(root, repaired=repair)
+    if not root.is_dir():
+        report.problems.append(f"{root} does not exist (nothing cached yet?)")
+        report.repaired = False
+        return report
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not (folder / "shards").is_dir():
+            continue
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            version = config.get("version")
+            if _config_dirname(config) != folder.name:
+                report.problems.append(f"{folder}/config.json does not match its folder's name")
+        except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
+            report.problems.append(f"{folder}/config.json is unreadable ({exc}); its shards are checked anyway")
+            version = CACHE_VERSION
+        if version != CACHE_VERSION:
+            report.outdated.append(folder.name)
+            continue
+        report.configs += 1
+        with _FileLock(folder / "lock") if repair else contextlib.nullcontext():
+            _verify_shards(folder, report, repair)
+    _verify_index(root, report, repair, rehash)
+    return report
+
+
+def _verify_shards(folder: Path, report: CacheReport, repair: bool) -> None:
+    widths = set()
+    for path in sorted((folder / "shards").glob("*.npy")):
+        try:
+            arr, finite = _check_shard(path.name, path.read_bytes())
+        except FileNotFoundError:
+            continue
+        except (OSError, _BadShard) as exc:
+            report.bad_shards.append((str(path), (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)))
+            if repair:
+                path.unlink(missing_ok=True)
+            continue
+        report.shards += 1
+        report.vectors += int(finite.sum())
+        widths.add(arr.dtype["vector"].shape[0])
+        if not finite.all():
+            report.bad_rows += int((~finite).sum())
+            if repair:
+                good = arr[finite]
+                if len(good):
+                    data = _shard_bytes([h.decode() for h in good["hash"]], good["vector"])
+                    target = path.parent / f"{time.time_ns():020d}-{hashlib.sha256(data).hexdigest()}.npy"
+                    _atomic_write_bytes(target, lambda fh, data=data: fh.write(data))
+                path.unlink(missing_ok=True)
+    if len(widths) > 1:
+        report.problems.append(f"{folder.name}: shards with different vector lengths {sorted(widths)}")
+    for path in sorted((folder / "quarantine").glob("*")):
+        report.quarantined += 1
+        if repair:
+            path.unlink(missing_ok=True)
+    for path in sorted((folder / "shards").glob(".*.tmp")):
+        try:
+            if time.time() - path.stat().st_mtime <= 3600:
+                continue  # probably being written right now
+        except OSError:
+            continue
+        report.temp_files += 1
+        if repair:
+            path.unlink(missing_ok=True)
+
+
+def _verify_index(root: Path, report: CacheReport, repair: bool, rehash: bool) -> None:
+    memo = root / "file-hashes.json"
+    if not memo.is_file():
+        return
+    try:
+        entries = json.loads(memo.read_text())
+        if not isinstance(entries, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        report.problems.append(f"{memo} is unreadable ({exc}); it is only a speed-up"
+                               + ("; removed" if repair else ""))
+        if repair:
+            memo.unlink(missing_ok=True)
+        return
+    key = _index_key(root, create=False)
+    drop = []
+    for path, entry in entries.items():
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except OSError:
+            st = None
+        problem = _entry_problem(key, path, entry, st)
+        if problem is None and rehash:
+            try:
+                if _sha256_file(Path(path)) != entry[5]:
+                    problem = "bad: its content changed while size, mtime, ctime and inode stayed the same"
+            except OSError:
+                problem = "file gone"
+        if problem is None:
+            report.index_ok += 1
+            continue
+        drop.append(path)
+        if problem.startswith("bad"):
+            report.index_bad.append((path, problem))
+        else:
+            report.index_stale += 1
+    if repair and drop:
+        with _FileLock(root / "file-hashes.lock"):
+            try:
+                on_disk = json.loads(memo.read_text())
+            except (OSError, ValueError):
+                on_disk = {}
+            if isinstance(on_disk, dict):  # entries rewritten by a run meanwhile are kept
+                for path in drop:
+                    if on_disk.get(path) == entries[path]:
+                        del on_disk[path]
+                text = json.dumps(on_disk).encode()
+                _atomic_write_bytes(memo, lambda fh: fh.write(text))
 
 
 # --------------------------------------------------------------------------- embed
@@ -560,7 +1185,8 @@ def _as_collection(images: Source) -> Collection:
             if path.is_file():
                 items.append(Item(path))
             else:
-                skipped.append((path, "is a folder" if path.is_dir() else "file not found"))
+                skipped.append((path, "is a folder" if path.is_dir() else
+                                "not a regular file (a pipe, socket or device)" if path.exists() else "file not found"))
         collection = Collection(items, None, "images", skipped, [])
         if not items:
             raise CollectionError(_none_usable(len(images), "the list", [(str(p), r) for p, r in skipped]))
@@ -599,6 +1225,7 @@ def embed(
     on_progress: ProgressCallback | None = None,
     device: str | torch.device | None = None,
     gram_dim: int = GRAM_DIM,
+    rehash: bool = False,
 ) -> Embeddings:
     """One vector per image of a collection, computed once and cached on disk by content.
 
@@ -618,7 +1245,14 @@ def embed(
     batch is stored before ``on_progress(done, total)`` is called (``done`` counts
     distinct images ready, cached ones included), so raising from the callback, an
     exception or a killed process loses nothing already computed, and the next call
-    computes only what is missing and returns identical vectors.
+    computes only what is missing and returns identical vectors. A vector is stored under
+    the hash of the exact bytes it was decoded from; shards are checksummed and a damaged
+    one is set aside (reported once in ``notes``) and recomputed; a vector with NaN or
+    ±inf is never cached (that image is skipped, saying so). Unchanged files are
+    recognised without re-reading them by the stat rule of the module docs (size, mtime,
+    ctime and inode); ``rehash=True`` reads and hashes every file instead. Two runs on
+    the same cache share the work: each batch is computed under a lock, after taking in
+    what the other run stored meanwhile.
 
     Unreadable files are skipped and listed in ``skipped``; metadata problems of the
     collection are carried into ``notes``. An empty folder, or one where no file can be
@@ -639,7 +1273,7 @@ def embed(
     config = _config(model, layer, pooling, size, int(gram_dim))
     store = _ShardStore(root, config) if root is not None else None
 
-    hashes, skipped = _content_hashes(collection, _HashMemo(root))
+    hashes, skipped = _content_hashes(collection, _HashMemo(root, trust=not rehash))
     first: dict[str, int] = {}  # distinct images: content hash -> first row with it
     for i, digest in hashes.items():
         first.setdefault(digest, i)
@@ -649,8 +1283,8 @@ def embed(
     bar = tqdm(total=len(first), initial=n_cached, desc=f"embedding ({model.name} {layer} {pooling})", unit="img",
                disable=not progress)
     try:
-        failed = _compute_missing(
-            model, [collection.items[first[h]].path for h in todo], todo, layer, vectors, store,
+        failed, computed = _compute_missing(
+            model, collection, hashes, todo, layer, vectors, store,
             size=size, batch_size=int(batch_size), device=_model_device(model, device),
             pool=_pooler(pooling, gram_dim=int(gram_dim)),
             report=lambda done: _report(bar, on_progress, done, len(first)),
@@ -668,7 +1302,7 @@ def embed(
         where = str(collection.root) if collection.root is not None else "the list"
         raise ValueError(_none_usable(len(collection) + len(collection.skipped), where, skipped))
     return _assemble(collection, kept, hashes, vectors, skipped, model, layer, pooling, size, config,
-                     n_cached, len([h for h in todo if h in vectors]), store)
+                     len({hashes[i] for i in kept} - computed), len(computed), store)
 
 
 def _content_hashes(collection: Collection, memo: _HashMemo) -> tuple[dict[int, str], list[tuple[str, str]]]:
@@ -677,6 +1311,9 @@ def _content_hashes(collection: Collection, memo: _HashMemo) -> tuple[dict[int, 
     hashes: dict[int, str] = {}
     for i, item in enumerate(collection.items):
         try:
+            if not stat.S_ISREG(os.stat(item.path).st_mode):  # reading a FIFO would wait for a writer forever
+                skipped.append((str(item.path), "not a regular file (a pipe, socket or device): never opened"))
+                continue
             hashes[i] = memo.hash(item.path)
         except OSError as exc:
             skipped.append((str(item.path), f"unreadable: {exc.strerror or exc}"))
@@ -685,33 +1322,76 @@ def _content_hashes(collection: Collection, memo: _HashMemo) -> tuple[dict[int, 
 
 
 def _compute_missing(
-    model: Backbone, sources: list[Path], todo: list[str], layer: str, vectors: dict[str, np.ndarray],
-    store: _ShardStore | None, *, size: int, batch_size: int, device: torch.device,
-    pool: Callable[[Tensor], Tensor], report: Callable[[int], None],
-) -> list[tuple[str, str]]:
-    """Vectors of ``sources`` (content hashes ``todo``) into ``vectors``; (hash, reason) of the failures.
+    model: Backbone, collection: Collection, hashes: dict[int, str], todo: list[str], layer: str,
+    vectors: dict[str, np.ndarray], store: _ShardStore | None, *, size: int, batch_size: int,
+    device: torch.device, pool: Callable[[Tensor], Tensor], report: Callable[[int], None],
+) -> tuple[list[tuple[str, str]], set[str]]:
+    """Vectors of the content hashes ``todo`` into ``vectors``; ((key, reason) of the failures, hashes computed).
 
-    Each batch is written to the store *before* ``report`` is called, so a caller that
-    stops here (or a killed process) keeps every batch that was reported.
+    Each file is read once, and its vector is made from and stored under *those* bytes
+    (:class:`_ReadOnce`): a row whose file no longer has the hash it had in ``hashes``
+    (changed since) gets its new hash there, and the old hash is tried on its next copy,
+    if any. A row whose file cannot be read any more fails alone (key ``"unreadable:<row>"``);
+    a failure to decode, or a vector with NaN/inf (never cached), fails every row with
+    those bytes. With a store, each batch is chosen and computed holding the store's lock,
+    after taking in the shards other processes wrote meanwhile, so concurrent runs share
+    the work; it is written *before* ``report`` is called, so a caller that stops here (or
+    a killed process) keeps every batch that was reported.
     """
+    copies: dict[str, list[int]] = {h: [] for h in todo}  # rows (files) still to try, per hash
+    for i, digest in hashes.items():
+        if digest in copies:
+            copies[digest].append(i)
     failed: list[tuple[str, str]] = []
+    computed: set[str] = set()
     done = len(vectors)
-    batches = _batched_forward(  # names = hashes, so load failures come back keyed by content
-        model, sources, todo, range(len(sources)), [layer], size=size, batch_size=batch_size, device=device,
-        skipped=failed, pool=pool,
-    )
-    for consumed, chunk, pooled in batches:
-        if chunk:
-            rows = pooled[layer].numpy().astype(np.float32, copy=False)
-            batch_hashes = [todo[j] for j in chunk]
+    pending = list(todo)
+    while pending:
+        with store.locked() if store is not None else contextlib.nullcontext():
             if store is not None:
-                store.append(batch_hashes, rows)
-            vectors.update(zip(batch_hashes, rows))
-        done += consumed
+                vectors.update(store.load(set(pending), only_new=True))  # computed by another process meanwhile
+            still = [h for h in pending if h not in vectors]
+            done += len(pending) - len(still)
+            jobs = [(h, copies[h].pop(0)) for h in still[:batch_size]]
+            pending = still[batch_size:]
+            reader = _ReadOnce([collection.items[row].path for _, row in jobs])
+            trouble: list[tuple[str, str]] = []
+            out: dict[int, np.ndarray] = {}
+            for _, chunk, pooled in _batched_forward(
+                model, reader, [str(j) for j in range(len(jobs))], range(len(jobs)), [layer], size=size,
+                batch_size=max(1, len(jobs)), device=device, skipped=trouble, pool=pool,
+            ):
+                if chunk:
+                    out.update(zip(chunk, pooled[layer].numpy().astype(np.float32, copy=False)))
+            reasons = {int(j): why for j, why in trouble}
+            retry, new = [], []
+            for j, (h, row) in enumerate(jobs):
+                actual = reader.digests[j]
+                if actual is None:  # gone or unreadable since it was hashed: this file only
+                    hashes[row] = f"unreadable:{row}"
+                    failed.append((hashes[row], reasons[j]))
+                else:
+                    hashes[row] = actual
+                    if j in reasons:
+                        failed.append((actual, reasons[j]))
+                    elif actual not in vectors:
+                        if np.isfinite(out[j]).all():
+                            vectors[actual] = out[j]
+                            computed.add(actual)
+                            new.append(actual)
+                        else:
+                            failed.append((actual, "the network gave NaN or infinite values (nothing was cached)"))
+                if actual == h or not copies[h]:
+                    done += 1
+                else:
+                    retry.append(h)  # changed since it was hashed: another copy may still hold these bytes
+            pending = retry + pending
+            if store is not None and new:
+                store.append(new, np.stack([vectors[h] for h in new]))
         report(done)
     if not todo:
         report(done)
-    return failed
+    return failed, computed
 
 
 def _assemble(

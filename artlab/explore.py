@@ -14,6 +14,18 @@ This module is the core side of the curator app; the page itself is
 * build Voilà's command line (127.0.0.1 only, a fresh token, our own port,
   sources stripped) and run it, printing the URL to open.
 
+The image folder is data, never code or configuration (a downloaded data set
+may hold anything): the server and its kernels run with a private working
+directory (``-P`` on Python 3.11+, so no working directory on ``sys.path``
+either), read Voilà config only from the app's own directory, get private
+Jupyter/IPython config, data and runtime dirs, and an environment in which no
+path variable (``PYTHONPATH``, ``PYTHONUSERBASE``, ``JUPYTER_PATH``…) points into
+the folder and ``PYTHONSTARTUP`` is unset. The token reaches Voilà through a
+private file (``JUPYTER_TOKEN_FILE``), not its command line (which every local
+user can read), and the access log scrubs it from URLs. Kernel websockets must
+speak the v1 kernel protocol; legacy-protocol clients are refused (Voilà misreads
+legacy binary frames as v1 ones and then allocates without bound).
+
 Embeddings are cached on disk by :func:`artlab.embed.embed`, so the first launch
 on a folder shows a progress bar and later launches open straight on the map.
 """
@@ -21,6 +33,7 @@ on a folder shows a progress bar and later launches open straight on the map.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -36,9 +49,10 @@ import webbrowser
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from artlab.data import IMAGE_EXTENSIONS, Collection, CollectionError
+if TYPE_CHECKING:
+    from artlab.data import Collection
 
 __all__ = [
     "ExploreError",
@@ -46,6 +60,7 @@ __all__ = [
     "ExploreServer",
     "AppFiles",
     "KERNEL_NAME",
+    "KERNEL_WS_PROTOCOL",
     "TEMPLATE_NAME",
     "app_notebook",
     "check_folder",
@@ -58,6 +73,7 @@ __all__ = [
     "voila_command",
     "voila_env",
     "write_app",
+    "write_token",
 ]
 
 #: name of the private kernelspec written next to the app notebook
@@ -114,6 +130,9 @@ def check_folder(folder: str | os.PathLike) -> Collection:
     Missing, not a directory, or with fewer than two readable images (a map needs
     two points): each gets its own message naming the path and what to pass instead.
     """
+    # imported here: the app's Voilà server imports this module (for V1OnlyKernelConnection), not torch
+    from artlab.data import IMAGE_EXTENSIONS, Collection, CollectionError
+
     path = Path(folder).expanduser()
     extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
     if not path.exists():
@@ -302,28 +321,97 @@ TEMPLATE_INDEX = """{%- extends 'lab/index.html.j2' -%}
 """
 
 
+def _interpreter_flags() -> list[str]:
+    """``-P`` (Python 3.11+): no working directory or script directory first on ``sys.path``."""
+    return ["-P"] if sys.version_info >= (3, 11) else []
+
+
 def kernel_spec(python: str | None = None) -> dict:
-    """A kernelspec running ``python`` (default: this interpreter), which has artlab installed."""
+    """A kernelspec running ``python`` (default: this interpreter), which has artlab installed.
+
+    ``-P`` keeps the kernel's working directory off ``sys.path`` (Voilà starts it in the
+    notebook's private directory anyway).
+    """
     return {
-        "argv": [python or sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [python or sys.executable, *_interpreter_flags(), "-m", "ipykernel_launcher",
+                 "-f", "{connection_file}"],
         "display_name": "artlab (explore)",
         "language": "python",
         "metadata": {"debugger": False},
     }
 
 
+#: the one config file the app's Voilà reads (``--Voila.config_file_paths`` names its folder).
+#: Tornado's logs write a request's URL, token included, for every failed request; here
+#: jupyter_server's access log (which writes ``token=[secret]``) replaces tornado's, and a
+#: filter scrubs ``token=``/``_xsrf=`` values from everything tornado and Voilà log.
+#: ``/voila/files/`` serves nothing: the page shows its images as data URLs.
+VOILA_CONFIG = r'''# Written by artlab explore; Voila reads no other config file.
+import logging
+import re
+
+from jupyter_server.log import log_request
+
+_SECRET = re.compile(r"(\b(?:token|_xsrf)=)[^&\s'\"()<>]+", re.IGNORECASE)
+
+
+class ScrubSecrets(logging.Filter):
+    """Replace token values in a log record's message by [secret]."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        scrubbed = _SECRET.sub(r"\1[secret]", message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True
+
+
+for _name in ("tornado.access", "tornado.application", "tornado.general", "Voila"):
+    logging.getLogger(_name).addFilter(ScrubSecrets())
+
+c.Voila.tornado_settings = {"log_function": log_request}
+c.VoilaConfiguration.file_allowlist = []
+'''
+
+
 @dataclass(frozen=True)
 class AppFiles:
-    """Where :func:`write_app` put the app: the notebook, and a Jupyter data dir (for ``JUPYTER_PATH``)
-    holding the kernelspec and the Voilà template."""
+    """Where :func:`write_app` put the app, all under ``directory`` (private: 0700 when a temp dir).
+
+    ``notebook`` sits alone in its folder, which is the server's and the kernel's working
+    directory and Voilà's ``root_dir``; ``jupyter_path`` (first on ``JUPYTER_PATH``) holds the
+    kernelspec and the Voilà template; ``config_dir`` holds the only Voilà config file read
+    and is ``JUPYTER_CONFIG_DIR``; ``folder`` is the image folder (kept off every path).
+    """
 
     directory: Path
     notebook: Path
     jupyter_path: Path
+    folder: Path | None = None
+
+    @property
+    def config_dir(self) -> Path:
+        return self.directory / "config"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.directory / "runtime"
+
+    @property
+    def ipython_dir(self) -> Path:
+        return self.directory / "ipython"
+
+    @property
+    def token_file(self) -> Path:
+        return self.directory / "token"
 
 
 def write_app(options: ExploreOptions, directory: str | os.PathLike) -> AppFiles:
-    """Write the app notebook, its private kernelspec and its Voilà template under ``directory``."""
+    """Write the app notebook, its private kernelspec, Voilà template and config under ``directory``."""
     directory = Path(directory)
     jupyter_path = directory / "jupyter"
     template_dir = jupyter_path / "voila" / "templates" / TEMPLATE_NAME
@@ -333,44 +421,204 @@ def write_app(options: ExploreOptions, directory: str | os.PathLike) -> AppFiles
     kernel_dir = jupyter_path / "kernels" / KERNEL_NAME
     kernel_dir.mkdir(parents=True, exist_ok=True)
     (kernel_dir / "kernel.json").write_text(json.dumps(kernel_spec(), indent=1))
-    notebook = directory / NOTEBOOK_NAME.format(folder=options.folder.name or "images")
+    notebook_dir = directory / "app"
+    notebook_dir.mkdir(exist_ok=True)
+    notebook = notebook_dir / NOTEBOOK_NAME.format(folder=options.folder.name or "images")
     notebook.write_text(json.dumps(app_notebook(options), indent=1))
-    return AppFiles(directory, notebook, jupyter_path)
+    files = AppFiles(directory, notebook, jupyter_path, folder=options.folder)
+    for private in (files.config_dir, files.data_dir, files.runtime_dir, files.ipython_dir):
+        private.mkdir(exist_ok=True)
+    (files.config_dir / "voila.py").write_text(VOILA_CONFIG)
+    return files
+
+
+def write_token(files: AppFiles, token: str) -> Path:
+    """Write ``token`` to ``files.token_file``, readable by this user only (Voilà reads it via
+    ``JUPYTER_TOKEN_FILE``: a command line is readable by every local user)."""
+    path = files.token_file
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)
+    return path
 
 
 # ----------------------------------------------------------------------------- Voilà
 
+#: the kernel websocket protocol the app speaks; clients that do not offer it are refused
+KERNEL_WS_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 
-def voila_command(notebook: str | os.PathLike, *, port: int, token: str, python: str | None = None) -> list[str]:
-    """Voilà's command line for ``notebook``: 127.0.0.1 only, on ``port`` exactly, token auth.
 
-    It expects the environment of :func:`voila_env` (which finds our template).
+def voila_command(files: AppFiles, *, port: int, python: str | None = None) -> list[str]:
+    """Voilà's command line for the app in ``files``: 127.0.0.1 only, on ``port`` exactly, token auth.
+
+    It expects the environment of :func:`voila_env` (which finds our template and
+    carries the token file). No secret is on it: every local user can read a command line.
 
     The browser is never opened by Voilà (its URL would lack the token);
-    :func:`serve` opens the tokened URL itself. Sources are stripped explicitly,
-    whatever a user's Voilà config says.
+    :func:`serve` opens the tokened URL itself. Sources are stripped explicitly.
+    Config comes from ``files.config_dir`` only (not the working directory nor the
+    user's Jupyter dirs), Voilà serves no files (``/voila/files/``: the page shows
+    images as data URLs), and kernel websockets must speak the v1 protocol
+    (:class:`V1OnlyKernelConnection`).
     """
     return [
-        python or sys.executable, "-m", "voila", str(notebook),
+        python or sys.executable, *_interpreter_flags(), "-m", "voila", str(files.notebook),
         "--no-browser",
         "--Voila.ip=127.0.0.1",
         f"--port={int(port)}",
         "--Voila.port_retries=0",  # the URL we print must be the one it serves
-        f"--token={token}",
+        "--Voila.auto_token=True",  # the token: JUPYTER_TOKEN_FILE (see voila_env)
         "--strip_sources=True",
         f"--template={TEMPLATE_NAME}",
         "--show_tracebacks=False",
+        f"--Voila.config_file_paths={files.config_dir}",
+        f"--Voila.root_dir={files.notebook.parent}",
+        f"--Voila.connection_dir_root={files.runtime_dir}",
+        "--Voila.kernel_websocket_connection_class=artlab.explore.V1OnlyKernelConnection",
     ]
 
 
+#: environment variables naming one path: dropped when they point into the image folder
+_PATH_VARIABLES = ("PYTHONUSERBASE", "PYTHONPYCACHEPREFIX", "PYTHONHOME", "TORCH_HOME", "ARTLAB_CACHE",
+                   "MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME")
+#: environment variables the app's server and kernels never get: startup code, other config and tokens
+_DROPPED_VARIABLES = ("PYTHONSTARTUP", "JUPYTER_CONFIG_PATH", "JUPYTER_NO_CONFIG", "JUPYTER_TOKEN",
+                      "JUPYTER_TOKEN_FILE", "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR")
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
+    except (OSError, ValueError):
+        return True  # unreadable: better without it
+
+
+def _safe_path(value: str, folder: Path | None, cwd: Path) -> str | None:
+    """``value`` made absolute (against the launching directory, what the user meant), or None
+    when empty or inside ``folder``."""
+    if not value:
+        return None  # an empty entry means "the working directory" to Python
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else cwd / path
+    return None if _inside(path, folder) else str(path)
+
+
+def _safe_path_list(value: str, folder: Path | None, cwd: Path) -> list[str]:
+    kept = (_safe_path(part, folder, cwd) for part in value.split(os.pathsep))
+    return [part for part in kept if part is not None]
+
+
 def voila_env(files: AppFiles, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for the server: our kernelspec and template first on ``JUPYTER_PATH``, unbuffered output."""
+    """Environment for the server and its kernels.
+
+    Our kernelspec and template first on ``JUPYTER_PATH``; private Jupyter config, data
+    and runtime dirs and ``IPYTHONDIR`` (no user or folder config, no startup files);
+    the token file (when :func:`write_token` wrote it); no ``PYTHONSTARTUP``; path
+    variables made absolute, with empty entries and anything inside the image folder
+    dropped; ``PYTHONSAFEPATH`` (Python 3.11+) so no Python process below puts its working
+    directory first on ``sys.path``; unbuffered output.
+    """
     env = dict(os.environ if base is None else base)
-    paths = [str(files.jupyter_path)] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p]
-    env["JUPYTER_PATH"] = os.pathsep.join(paths)
-    env["PYTHONUNBUFFERED"] = "1"
+    cwd = Path.cwd()
+    for name in _DROPPED_VARIABLES:
+        env.pop(name, None)
+    for name in ("PYTHONPATH", "JUPYTER_PATH"):
+        kept = _safe_path_list(env.pop(name, ""), files.folder, cwd)
+        if name == "JUPYTER_PATH":
+            kept.insert(0, str(files.jupyter_path))
+        if kept:
+            env[name] = os.pathsep.join(kept)
+    for name in _PATH_VARIABLES:
+        if name in env:
+            safe = _safe_path(env.pop(name), files.folder, cwd)
+            if safe is not None:
+                env[name] = safe
+    env.update(
+        JUPYTER_CONFIG_DIR=str(files.config_dir),
+        JUPYTER_DATA_DIR=str(files.data_dir),
+        JUPYTER_RUNTIME_DIR=str(files.runtime_dir),
+        IPYTHONDIR=str(files.ipython_dir),
+        PYTHONUNBUFFERED="1",
+    )
+    if files.token_file.exists():
+        env["JUPYTER_TOKEN_FILE"] = str(files.token_file)
+    if sys.version_info >= (3, 11):
+        env["PYTHONSAFEPATH"] = "1"
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy's frozen-modules note on stderr
     return env
+
+
+def _is_v1_frame(message) -> bool:
+    """Whether ``message`` is a well-formed v1 kernel websocket frame (bytes: a little-endian
+    count n, n offsets, the channel and the message parts), checked before jupyter_server
+    walks its offsets (a huge count would have it loop and allocate without bound)."""
+    if not isinstance(message, (bytes, bytearray, memoryview)):
+        return False
+    message = bytes(message)
+    if len(message) < 8:
+        return False
+    count = int.from_bytes(message[:8], "little")
+    if count < 3 or 8 * (count + 1) > len(message):
+        return False
+    offsets = [int.from_bytes(message[8 * (i + 1):8 * (i + 2)], "little") for i in range(count)]
+    return offsets[0] == 8 * (count + 1) and all(a <= b for a, b in itertools.pairwise(offsets)) \
+        and offsets[-1] <= len(message)
+
+
+def _v1_only_connection_class() -> type:
+    from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+    from tornado import web
+    from traitlets import Unicode
+
+    class V1OnlyKernelConnection(ZMQChannelsWebsocketConnection):
+        """jupyter_server's kernel websocket connection, v1 protocol only.
+
+        Voilà's websocket handler reads every outgoing binary frame as a v1 frame; a
+        legacy-protocol client's frames (a big-endian buffer count) then read as a huge
+        offset count, and the server allocates without bound and stops answering. So a
+        client that does not offer the v1 subprotocol is refused before the upgrade
+        (HTTP 400), and incoming frames that are not well-formed v1 frames are dropped.
+        """
+
+        kernel_ws_protocol = Unicode(KERNEL_WS_PROTOCOL, allow_none=True, config=True,
+                                     help="the only kernel websocket protocol spoken")
+
+        async def prepare(self):
+            header = self.websocket_handler.request.headers.get("Sec-WebSocket-Protocol", "")
+            if KERNEL_WS_PROTOCOL not in {p.strip() for p in header.split(",")}:
+                self.log.warning("refused a kernel websocket that does not offer %s", KERNEL_WS_PROTOCOL)
+                # Finish, not HTTPError: Voilà cannot render jupyter_server's error page (no static_path)
+                handler = self.websocket_handler
+                handler.set_status(400)
+                handler.set_header("Content-Type", "text/plain; charset=UTF-8")
+                raise web.Finish(f"this server speaks only the {KERNEL_WS_PROTOCOL} kernel websocket protocol\n")
+            await super().prepare()
+
+        def handle_incoming_message(self, incoming_msg) -> None:
+            if not _is_v1_frame(incoming_msg):
+                self.log.warning("dropped a kernel websocket message that is not a v1 frame")
+                return
+            super().handle_incoming_message(incoming_msg)
+
+        def handle_outgoing_message(self, stream, outgoing_msg) -> None:
+            if self.subprotocol != KERNEL_WS_PROTOCOL:
+                return  # never reached (prepare refused the client): no legacy frames, whatever happens
+            super().handle_outgoing_message(stream, outgoing_msg)
+
+    V1OnlyKernelConnection.__qualname__ = "V1OnlyKernelConnection"
+    V1OnlyKernelConnection.__module__ = __name__
+    return V1OnlyKernelConnection
+
+
+def __getattr__(name: str):
+    # V1OnlyKernelConnection is built on first use: importing this module stays free of jupyter_server
+    if name == "V1OnlyKernelConnection":
+        cls = globals()[name] = _v1_only_connection_class()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -502,15 +750,20 @@ def start_server(
     """Write the app, start Voilà on 127.0.0.1 and return once it accepts connections.
 
     ``log``: a file path (or open file) for the server's output; None inherits the
-    terminal. ``env`` replaces ``os.environ`` as the base environment. The app is
-    written to ``directory`` (default: a temp dir removed by ``stop()``). The
+    terminal. ``env`` replaces ``os.environ`` as the base environment (what the server
+    gets of it: :func:`voila_env`). The app is written to ``directory`` (default: a
+    private temp dir removed by ``stop()``; never inside the image folder). The
     notebook runs (and the embedding starts) when the page is first opened.
     """
     port = check_port(port)
     token = token or secrets.token_hex(24)
     owns = directory is None
+    if not owns and _inside(Path(directory).expanduser().absolute(), options.folder):
+        raise ExploreError(f"the app's directory {directory} is inside the image folder {options.folder}; "
+                           "pass a directory outside it")
     directory = Path(tempfile.mkdtemp(prefix="artlab-explore-")) if owns else Path(directory)
     files = write_app(options, directory)
+    write_token(files, token)
     log_path = None
     out: IO | int | None = None
     if isinstance(log, (str, os.PathLike)):
@@ -521,8 +774,8 @@ def start_server(
     try:
         with _sigint_not_ignored():
             proc = subprocess.Popen(
-                voila_command(files.notebook, port=port, token=token),
-                cwd=options.folder,
+                voila_command(files, port=port),
+                cwd=files.notebook.parent,  # never the image folder: nothing in it may be imported or read as config
                 env=voila_env(files, env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,

@@ -37,7 +37,8 @@ from torch import Tensor
 from artlab.images import ensure_image_batch, load_image
 from artlab.models import Backbone, BackboneSpec, default_layer_weights, features, receptive_field, \
     registered_backbones
-from artlab.optimize import ImageOptimizer, check_optimizer
+from artlab.optimize import ImageOptimizer, OptimizationTooLarge, available_memory, check_memory, check_optimizer
+from artlab.optimize import estimate_memory as _estimate_memory
 
 __all__ = [
     "NORMALIZATIONS",
@@ -47,6 +48,7 @@ __all__ = [
     "StyleDistance",
     "SynthesisStep",
     "TextureSynthesis",
+    "TextureTooLarge",
     "gram",
     "compute_grams",
     "style_distance",
@@ -720,6 +722,27 @@ class TextureSynthesis(Iterator[SynthesisStep]):
         return self._optimizer.best_loss
 
 
+class TextureTooLarge(OptimizationTooLarge):
+    """A texture synthesis would not fit in memory; ``largest_size`` is the longest side that would."""
+
+
+def _check_texture_memory(model: Backbone, size: tuple[int, int], optimizer: str, layers: Sequence[str], *,
+                          with_target: bool, device: torch.device) -> int:
+    """Estimated bytes of a synthesis at ``size``; TextureTooLarge (naming the size that fits) if it would not fit.
+
+    The same estimate as style transfer (:func:`artlab.optimize.estimate_memory`): the
+    optimisation's forward and backward pass, the optimiser's state, the image, and for an
+    image target its resized copy and the forward pass that takes its Grams (at ``size``).
+    """
+    def needed_at(shape: tuple[int, int]) -> int:
+        h, w = shape
+        return _estimate_memory(model, shape, optimizer, layers=layers, targets=[shape] if with_target else [],
+                                held=(2 if with_target else 1) * h * w)
+
+    return check_memory(needed_at, size, what=f"a texture synthesis at {size[0]}×{size[1]} px with {model.name}",
+                        device=device, available=available_memory(device), error=TextureTooLarge, optimizer=optimizer)
+
+
 def synthesize_texture(
     model: Backbone,
     target: GramSet | Tensor,
@@ -763,6 +786,9 @@ def synthesize_texture(
 
     The loop is :class:`artlab.optimize.ImageOptimizer` (shared with style transfer);
     a NaN/inf loss or gradient stops the run with a step of ``status="nonfinite"``.
+    Before anything large is computed (the target's Grams included), the memory is
+    estimated as for style transfer (:func:`artlab.optimize.estimate_memory`); a size that
+    would not fit raises :class:`TextureTooLarge` naming the largest size that would.
 
     Departures from the paper, both choices of this implementation: Gatys et al. start
     from white noise and run L-BFGS on unconstrained pixels of the mean-subtracted
@@ -811,9 +837,8 @@ def synthesize_texture(
         like = (int(image.shape[-2]), int(image.shape[-1]))
         if size is not None:
             like = _output_size(size, like)
-            image = load_image(image, like)
-        target_set = compute_grams(model, image, layers)
-        layers = target_set.layers()
+        layers = _style_layers(model, layers)
+        target_set = None  # computed below, once the memory check has passed
     else:
         raise TypeError(f"target must be a GramSet or an image tensor, got {type(target).__name__}")
 
@@ -827,6 +852,10 @@ def synthesize_texture(
     else:
         out_size = _output_size(size, like)
     _check_image_size(model, out_size, layers)
+    _check_texture_memory(model, out_size, optimizer, layers, with_target=target_set is None, device=model_device)
+    if target_set is None:  # an image target: its Grams at the output's size
+        target_set = compute_grams(model, image if like == tuple(image.shape[-2:]) else load_image(image, like), layers)
+        layers = target_set.layers()
 
     targets = {layer: target_set.grams[layer].detach().to(model_device, torch.float32) for layer in layers}
     weights = _layer_weights(layers, layer_weights, model)

@@ -39,7 +39,7 @@ from typing import Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image
 from torch import Tensor
 
 __all__ = [
@@ -64,10 +64,16 @@ __all__ = [
 #:
 #: 178,956,970 pixels (about 13,400 × 13,400) is the point where PIL itself refuses
 #: a file as a "decompression bomb" by default (twice ``PIL.Image.MAX_IMAGE_PIXELS``).
-#: A tiny, malicious or damaged file can claim enormous dimensions in its header;
-#: decoding it would need width × height × 12 bytes as float32 RGB (about 2 GiB at
-#: this limit), so larger images are refused after reading the header and before
-#: decoding. Pass ``max_pixels=`` a larger number (or ``None``) for files you trust.
+#: A tiny, malicious or damaged file can claim enormous dimensions in its header, so
+#: larger images are refused after reading the header and before decoding. Pass
+#: ``max_pixels=`` a larger number (or ``None``) for files you trust.
+#:
+#: Memory (measured on a 12000 × 12000 RGB PNG, 144 MP, peak RSS over the baseline):
+#: at full size (``size=None``) the float32 image plus one 8-bit copy, about 15 bytes
+#: per pixel (2.0 GiB there, ~2.5 GiB at this limit). When a size is asked for, an
+#: image over 16.8 MP is decoded at reduced size (JPEG: libjpeg's 1/2–1/8 scaling;
+#: other formats: 8-bit box reduction right after decoding, before any float copy),
+#: which costs about the 8-bit image once: 0.5 GiB there instead of 4 GiB.
 DEFAULT_MAX_PIXELS: int = 178_956_970
 
 ImageSource = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, Tensor]
@@ -274,7 +280,10 @@ def _normalise_float(values: np.ndarray, describe: str, path: str | None, source
 
 
 def _pil_to_array(img: Image.Image, background: np.ndarray, path: str | None, source: str | None) -> np.ndarray:
-    """A loaded PIL image in any mode -> float32 H×W×3 array in [0, 1].
+    """A loaded PIL image in any mode -> H×W×3 array: uint8 (0–255, for 8-bit data) or float32 in [0, 1].
+
+    8-bit data stays uint8 here (3 bytes per pixel instead of 12); :func:`_to_batch`
+    divides by 255 while writing the float32 tensor, so the float image exists once.
 
     * 1, L, RGB, CMYK, YCbCr, LAB, HSV, P (no transparency): 8-bit, via PIL's conversion to RGB;
     * LA, La, RGBA, RGBa, PA, P/L/RGB with a transparency entry: composited on ``background``;
@@ -307,7 +316,7 @@ def _pil_to_array(img: Image.Image, background: np.ndarray, path: str | None, so
         if rgba is not None:
             return _composite(rgba[:, :, :3], rgba[:, :, 3:4], background)
     if mode == "RGB":
-        return np.asarray(img, dtype=np.float32) / 255.0
+        return np.asarray(img)
     try:
         rgb = img.convert("RGB")
     except ValueError as err:
@@ -317,13 +326,107 @@ def _pil_to_array(img: Image.Image, background: np.ndarray, path: str | None, so
             "convert it to RGB first (e.g. with PIL: img.convert('RGB'))",
             source=source,
         ) from None
-    return np.asarray(rgb, dtype=np.float32) / 255.0
+    return np.asarray(rgb)
+
+
+# How a caller will resize a decoded image, so that a large one can be decoded smaller:
+# ("long", s): longer side to s (load_image with an int); ("short", s): shorter side to s, then
+# the centre s×s square (load_images with an int); ("exact", (h, w)): to exactly h×w.
+_Fit = tuple[str, int | tuple[int, int]]
+
+#: Images of more pixels than this are decoded at reduced size when the caller asked for a
+#: smaller one (JPEG: libjpeg's DCT scaling; other formats: an 8-bit box reduction right after
+#: decoding). Smaller images take the exact float32 path, so their pixels never change.
+_REDUCE_ABOVE_PIXELS = 1 << 24  # 16.8 MP (4096 × 4096): 200 MB as float32 RGB
+
+#: load_images' square crop: past this aspect ratio only the centre band is resized (see _square_crop).
+_BAND_RATIO = 4
+
+# EXIF orientation -> the transposition that undoes it (as in PIL.ImageOps.exif_transpose)
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _reduction(width: int, height: int, fit: _Fit | None) -> int:
+    """The integer factor a width×height image may be shrunk by before the caller's resize.
+
+    The reduced image keeps at least twice the pixels the caller's resize needs along each
+    axis (PIL's own ``reducing_gap=2`` rule), so the final antialiased resize still
+    decides the result; 1 means "decode at full size". Independent of EXIF orientation.
+    """
+    if fit is None or width * height <= _REDUCE_ABOVE_PIXELS:
+        return 1
+    kind, value = fit
+    if kind == "long":
+        room = max(width, height) / int(value)  # type: ignore[arg-type]
+    elif kind == "short":
+        room = min(width, height) / int(value)  # type: ignore[arg-type]
+    else:
+        h, w = value  # type: ignore[misc]
+        room = min(width / w, height / h, width / h, height / w)  # either orientation
+    return max(1, math.floor(room / 2))
+
+
+def _reduce(img: Image.Image, factor: int) -> Image.Image:
+    """``img`` shrunk by an integer ``factor`` in 8 bits (box filter; alpha premultiplied by PIL).
+
+    Modes PIL cannot reduce directly are converted first the way :func:`_pil_to_array`
+    would read them (palette -> RGB/RGBA, 1 -> L, I;16 -> I). Falls back to the full-size
+    image when PIL cannot reduce it at all.
+    """
+    if factor < 2:
+        return img
+    mode = img.mode
+    try:
+        if mode in ("P", "PA"):
+            img = img.convert("RGBA" if mode == "PA" or img.has_transparency_data else "RGB")
+        elif mode == "1":
+            img = img.convert("L")
+        elif mode.startswith("I;16"):
+            img = img.convert("I")
+        return img.reduce(factor)
+    except (ValueError, OSError):
+        return img
+
+
+def _band(img: Image.Image, side: int) -> Image.Image:
+    """The centre band of a very elongated image that load_images' square crop to ``side`` uses.
+
+    Past :data:`_BAND_RATIO` only the centre square (plus the resampling filter's reach,
+    :func:`_band_margin`) is kept, so a 1×100000 strip costs a 1×(1 + margin) image, not
+    a 224×22,400,000 intermediate. Same region as :func:`_square_crop` keeps.
+    """
+    width, height = img.size
+    short, long = min(width, height), max(width, height)
+    if long <= _BAND_RATIO * short:
+        return img
+    band = min(long, short + 2 * _band_margin(short, side))
+    start = (long - band) // 2
+    box = (start, 0, start + band, height) if width > height else (0, start, width, start + band)
+    return img.crop(box)
+
+
+def _band_margin(short: int, side: int) -> int:
+    """Source pixels kept beyond each edge of the centre square: the antialiasing filter's reach
+    (one output pixel, ``short / side`` source pixels, when shrinking), plus one."""
+    return math.ceil(short / side) + 1
 
 
 def _decode_pil(
-    img: Image.Image, max_pixels: int | None, background: np.ndarray, path: str | None, source: str | None
+    img: Image.Image, max_pixels: int | None, background: np.ndarray, path: str | None, source: str | None,
+    fit: _Fit | None = None,
 ) -> np.ndarray:
-    """Size check, decode, EXIF orientation and mode conversion of an opened PIL image."""
+    """Size check, decode, EXIF orientation and mode conversion of an opened PIL image.
+
+    ``fit`` (how the caller will resize) lets a large image be decoded smaller: JPEG
+    through ``draft`` (libjpeg scales by 1/2, 1/4 or 1/8 while decoding), any format by an
+    8-bit reduction right after decoding, before anything is converted to float; and for
+    ``("short", s)`` only the centre band of a very elongated image is kept. Without
+    ``fit`` (or for images up to :data:`_REDUCE_ABOVE_PIXELS`) the full image is decoded.
+    """
     width, height = img.size
     if max_pixels is not None and width * height > max_pixels:
         raise ImageLoadError(
@@ -335,6 +438,12 @@ def _decode_pil(
         )
     if width < 1 or height < 1:
         raise ImageLoadError(path, f"the image has no pixels ({width}×{height})", "", source=source)
+    factor = _reduction(width, height, fit)
+    if factor > 1 and img.format == "JPEG":
+        try:  # before load(): libjpeg decodes at 1/2, 1/4 or 1/8 (no-op for an image already loaded)
+            img.draft(None, (max(1, width // factor), max(1, height // factor)))
+        except (ValueError, OSError):
+            pass  # decoded at full size, then reduced below
     try:
         img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -350,21 +459,31 @@ def _decode_pil(
             source=source,
         ) from None
     try:
-        # Only transpose when needed: exif_transpose copies the image even when there is nothing to do.
-        if img.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9):
-            img = ImageOps.exif_transpose(img)
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
     except _DECODE_ERRORS + (KeyError, TypeError) as err:
+        orientation = 1
         warnings.warn(
             f"could not apply the EXIF orientation of {path or source or 'an image'} ({err}); "
             "loading it as stored",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=6,  # _decode_pil < _decode_handle < _load_file < _load_any < load_image < caller
         )
+    if factor > 1:  # what draft left to do (all of it for formats other than JPEG)
+        img = _reduce(img, _reduction(*img.size, fit) if img.size != (width, height) else factor)
+    if orientation in _ORIENTATION:
+        img = img.transpose(_ORIENTATION[orientation])
+    if fit is not None and fit[0] == "short":
+        img = _band(img, int(fit[1]))  # type: ignore[arg-type]
     return _pil_to_array(img, background, path, source)
 
 
-def _load_file(path_like: object, max_pixels: int | None, background: np.ndarray) -> np.ndarray:
-    """Open and decode a file, turning every way it can fail into an ImageLoadError."""
+def _load_file(path_like: object, max_pixels: int | None, background: np.ndarray, fit: _Fit | None = None) -> np.ndarray:
+    """Open and decode a file, turning every way it can fail into an ImageLoadError.
+
+    Only a regular file is read: the file is opened non-blocking and checked again on
+    the open descriptor (``fstat``), so a FIFO (whose open would wait for a writer forever)
+    or a device, even one swapped in after the first check, is refused at once.
+    """
     raw = os.fspath(path_like)  # type: ignore[arg-type]
     path = os.fsdecode(raw)
     try:
@@ -390,12 +509,44 @@ def _load_file(path_like: object, max_pixels: int | None, background: np.ndarray
             path, "empty file (0 bytes)", "the file was probably only partly downloaded or copied; re-create it"
         )
 
+    handle = _open_regular(raw, path)
+    with handle:
+        return _decode_handle(handle, path, max_pixels, background, fit)
+
+
+def _open_regular(raw: str | bytes, path: str) -> io.BufferedReader:
+    """``raw`` opened for reading if it is a regular file; ImageLoadError otherwise (never blocks)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        descriptor = os.open(raw, flags)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageLoadError(path, "no such file", f"check the path (relative paths start at {os.getcwd()})") from None
+    except PermissionError:
+        raise ImageLoadError(path, "permission denied", "check the file's permissions") from None
+    except OSError as err:
+        raise ImageLoadError(path, err.strerror or str(err), "check the path") from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageLoadError(path, "not a regular file", "pass the path of an image file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _decode_handle(
+    handle: io.BufferedReader, path: str, max_pixels: int | None, background: np.ndarray, fit: _Fit | None
+) -> np.ndarray:
+    """Parse the header of an open image file (PIL's pixel limit lifted, see _PIL_OPEN_LOCK) and decode it."""
     try:
         with _PIL_OPEN_LOCK:
             saved_limit = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = None  # checked by _decode_pil against max_pixels instead
             try:
-                img = Image.open(raw)
+                img = Image.open(handle)
             finally:
                 Image.MAX_IMAGE_PIXELS = saved_limit
     except Image.UnidentifiedImageError:
@@ -417,7 +568,7 @@ def _load_file(path_like: object, max_pixels: int | None, background: np.ndarray
             path, f"truncated or corrupt image header ({err})", "re-download or re-export the file"
         ) from None
     with img:
-        return _decode_pil(img, max_pixels, background, path, None)
+        return _decode_pil(img, max_pixels, background, path, None, fit)
 
 
 def _load_array(array: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -555,7 +706,9 @@ def load_image(
         size: ``None`` keeps the image's size; an int makes the *longer* side that many
             pixels, keeping the aspect ratio (rounded, at least 1 px per side); a
             ``(height, width)`` tuple resizes to exactly that. Resizing is antialiased
-            bilinear in float32 (precision of 16-bit sources is kept).
+            bilinear in float32 (precision of 16-bit sources is kept). With a size, a
+            file over 16.8 MP is decoded at reduced size first (still at least twice the
+            requested size; see :data:`DEFAULT_MAX_PIXELS` for the memory this saves).
         max_pixels: refuse files and PIL images whose width × height exceeds this, after
             reading the header and before decoding (decompression-bomb guard; see
             :data:`DEFAULT_MAX_PIXELS`). ``None`` disables the check. This is the only
@@ -579,35 +732,76 @@ def load_image(
     wanted = _check_size(size)
     limit = _check_max_pixels(max_pixels)
     bg = _check_background(background)
-
-    if isinstance(src, Tensor):
-        image = _load_tensor(src)
-    else:
-        if isinstance(src, (str, os.PathLike)):
-            array = _load_file(src, limit, bg)
-        elif isinstance(src, Image.Image):
-            filename = getattr(src, "filename", "") or None
-            path = os.fsdecode(filename) if filename else None
-            array = _decode_pil(src, limit, bg, path, None if path else "a PIL image")
-        elif isinstance(src, np.ndarray):
-            array = _load_array(src, bg)
-        elif isinstance(src, (bytes, bytearray, memoryview)):
-            raise TypeError(
-                "load_image got raw bytes; for encoded image data use "
-                "load_image(PIL.Image.open(io.BytesIO(data))), for a file pass its path as a str"
-            )
-        else:
-            raise TypeError(
-                f"load_image cannot read a {type(src).__name__}; pass a file path (str or pathlib.Path), "
-                "a PIL.Image.Image, a numpy array (H×W[×C]) or a torch tensor (3×H×W)"
-            )
-        image = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None].contiguous()
-
+    fit: _Fit | None = None if wanted is None else ("long", wanted) if isinstance(wanted, int) else ("exact", wanted)
+    image = _load_any(src, limit, bg, fit)
     if wanted is None:
         return image  # always a new tensor, never the caller's (tensor input is clamped into a copy)
     height, width = image.shape[-2:]
     target = _long_side_size(height, width, wanted) if isinstance(wanted, int) else wanted
     return _resize(image, target)
+
+
+def _load_any(src: ImageSource, limit: int | None, bg: np.ndarray, fit: _Fit | None) -> Tensor:
+    """Any source -> 1×3×H×W float32 in [0, 1], not yet resized (``fit`` may let a large file decode smaller)."""
+    if isinstance(src, Tensor):
+        return _load_tensor(src)
+    if isinstance(src, (str, os.PathLike)):
+        array = _load_file(src, limit, bg, fit)
+    elif isinstance(src, Image.Image):
+        filename = getattr(src, "filename", "") or None
+        path = os.fsdecode(filename) if filename else None
+        array = _decode_pil(src, limit, bg, path, None if path else "a PIL image", fit)
+    elif isinstance(src, np.ndarray):
+        array = _load_array(src, bg)
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            "load_image got raw bytes; for encoded image data use "
+            "load_image(PIL.Image.open(io.BytesIO(data))), for a file pass its path as a str"
+        )
+    else:
+        raise TypeError(
+            f"load_image cannot read a {type(src).__name__}; pass a file path (str or pathlib.Path), "
+            "a PIL.Image.Image, a numpy array (H×W[×C]) or a torch tensor (3×H×W)"
+        )
+    return _to_batch(array)
+
+
+def _to_batch(array: np.ndarray) -> Tensor:
+    """H×W×3 uint8 (0–255) or float ([0, 1]) -> 1×3×H×W float32, allocating the float image once.
+
+    The channel-first copy converts as it goes (uint8 is divided by 255 in place
+    afterwards), so a large image never exists as float32 twice (H×W×3 and 3×H×W).
+    """
+    height, width = array.shape[:2]
+    out = torch.empty((1, 3, height, width), dtype=torch.float32)
+    with warnings.catch_warnings():  # PIL's arrays are read-only; this copy only reads them
+        warnings.simplefilter("ignore", UserWarning)
+        hwc = torch.from_numpy(np.ascontiguousarray(array))
+    out[0].copy_(hwc.permute(2, 0, 1))
+    if array.dtype == np.uint8:
+        out.div_(255.0)
+    return out
+
+
+def _square_crop(image: Tensor, side: int) -> Tensor:
+    """Shorter side scaled to ``side`` (aspect kept), then the centre side×side square: load_images' int size.
+
+    Past an aspect ratio of :data:`_BAND_RATIO` the image is first cut to its centre band
+    (the square that ends up in the output, plus the antialiasing filter's reach), so a
+    1×100000 strip is not first enlarged to 224×22,400,000 px (60 GB) to keep 224×224 of it.
+    """
+    height, width = image.shape[-2:]
+    short, long = min(height, width), max(height, width)
+    if long > _BAND_RATIO * short:
+        band = min(long, short + 2 * _band_margin(short, side))
+        start = (long - band) // 2
+        image = image[:, :, start : start + band, :] if height > width else image[:, :, :, start : start + band]
+        height, width = image.shape[-2:]
+    scale = side / short
+    scaled = (max(side, round(height * scale)), max(side, round(width * scale)))
+    image = _resize(image, scaled)
+    top, left = (scaled[0] - side) // 2, (scaled[1] - side) // 2
+    return image[:, :, top : top + side, left : left + side]
 
 
 def load_images(
@@ -622,7 +816,10 @@ def load_images(
     Why: a batch needs one common size, so ``size`` is required:
 
     * an int ``s``: each image is scaled so its *shorter* side is ``s`` (aspect ratio
-      kept), then the centre ``s``×``s`` square is cropped, so nothing is distorted;
+      kept), then the centre ``s``×``s`` square is cropped, so nothing is distorted.
+      An image longer than 4:1 is first cut to that centre square (plus the filter's
+      reach), so memory stays bounded by ``s`` for any aspect ratio: a 1×100000 strip
+      gives its centre pixel enlarged, not a 224×22,400,000 intermediate;
     * a ``(height, width)`` tuple: each image is resized to exactly that (aspect ratio
       not kept).
 
@@ -640,23 +837,18 @@ def load_images(
     if not items:
         raise ValueError("load_images got an empty list of images; pass at least one path, PIL image or array")
 
+    limit = _check_max_pixels(max_pixels)
+    bg = _check_background(background)
+    fit: _Fit = ("short", wanted) if isinstance(wanted, int) else ("exact", wanted)  # type: ignore[assignment]
     batch = []
     for index, src in enumerate(items):
         try:
-            image = load_image(src, max_pixels=max_pixels, background=background).cpu()
+            image = _load_any(src, limit, bg, fit).cpu()
         except ImageLoadError as err:
             if hasattr(err, "add_note"):  # Python ≥ 3.11
                 err.add_note(f"(item {index} of the {len(items)} passed to load_images)")
             raise
-        if isinstance(wanted, int):
-            height, width = image.shape[-2:]
-            scale = wanted / min(height, width)
-            scaled = (max(wanted, round(height * scale)), max(wanted, round(width * scale)))
-            image = _resize(image, scaled)
-            top, left = (scaled[0] - wanted) // 2, (scaled[1] - wanted) // 2
-            image = image[:, :, top : top + wanted, left : left + wanted]
-        else:
-            image = _resize(image, wanted)
+        image = _square_crop(image, wanted) if isinstance(wanted, int) else _resize(image, wanted)  # type: ignore[arg-type]
         batch.append(image)
     return torch.cat(batch).contiguous()
 

@@ -429,15 +429,21 @@ def _known_for(entry) -> _weights.KnownFile:
 
 
 def _load_state_dict_file(path: Path) -> dict[str, Tensor]:
-    """A local state dict, loaded safely (``weights_only=True``: no code runs)."""
+    """A local state dict, loaded safely (``weights_only=True``: no code runs).
+
+    A refusal keeps torch's reason but not its advice to re-run with ``weights_only=False``
+    or to allowlist the refused global (:func:`artlab.weights.torch_load_reason`): artlab
+    never loads a file that way, and never tells a user to.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, disallowed globals
         raise _weights.WeightsError(
-            f"cannot load weights from {path}: {exc}. artlab loads .pth files with weights_only=True; "
-            "save a plain state dict (torch.save(model.state_dict(), path))."
+            f"cannot load weights from {path}: {_weights.torch_load_reason(exc).rstrip('.')}. artlab loads .pth "
+            "files with weights_only=True, so a file that needs code to load is refused; save a plain state "
+            "dict (torch.save(model.state_dict(), path))."
         ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

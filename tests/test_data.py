@@ -22,12 +22,13 @@ def test_labels_from_subfolders(tmp_path):
     _png(tmp_path / "monet" / "b.jpg")
     _png(tmp_path / "van_gogh" / "c.png")
     _png(tmp_path / "loose.png")
-    (tmp_path / "notes.txt").write_text("not an image, ignored")
+    (tmp_path / "notes.txt").write_text("not an image, ignored (and said so)")
     col = Collection.from_folder(tmp_path)
     assert [p.name for p in col.paths] == ["loose.png", "a.png", "b.jpg", "c.png"]
     assert col.labels == [None, "monet", "monet", "van_gogh"]
     assert col.classes == ["monet", "van_gogh"]
     assert not col.skipped
+    assert col.ignored == [(tmp_path / "notes.txt", "not an image type artlab reads (.txt)")]
 
 
 def test_unreadable_files_are_skipped_and_reported(tmp_path):
@@ -39,6 +40,81 @@ def test_unreadable_files_are_skipped_and_reported(tmp_path):
     reasons = {p.name: why for p, why in col.skipped}
     assert reasons == {"empty.jpg": "empty file", "text.png": "not a recognised image format"}
     assert "skipped 2 unreadable" in col.summary()
+
+
+def _from_folder_or_fail(folder, fifo=None, timeout=20.0):
+    """Collection.from_folder(folder) in a thread: if it blocks (it opened the FIFO), release it and fail."""
+    import os
+    import threading
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("col", Collection.from_folder(folder)), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        if fifo is not None:  # a writer lets the blocked open() return
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"Collection.from_folder blocked for {timeout} s: it opened a FIFO")
+    return result["col"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs and /dev/zero are POSIX")
+def test_every_file_is_accepted_or_reported_and_special_files_are_never_opened(tmp_path):
+    import os
+
+    from PIL import features
+
+    from artlab.data import IMAGE_EXTENSIONS, image_extensions
+    from artlab.images import load_image
+
+    _png(tmp_path / "ok.png")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "README").write_text("no extension")
+    (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.4")  # Pillow writes PDFs but cannot read them
+    (tmp_path / ".DS_Store").write_bytes(b"hidden: never reported")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("hidden folder")
+    (tmp_path / "Thumbs.db").write_bytes(b"the OS's thumbnails")
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "zero.jpg").symlink_to("/dev/zero")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    expected_paths = ["ok.png"]
+    if features.check("avif"):  # whatever load_image reads is an image to from_folder too
+        Image.new("RGB", (20, 16), (10, 200, 30)).save(tmp_path / "modern.avif")
+        assert load_image(tmp_path / "modern.avif").shape == (1, 3, 16, 20)
+        assert ".avif" in image_extensions()
+        expected_paths.insert(0, "modern.avif")
+    col = _from_folder_or_fail(tmp_path, fifo=tmp_path / "pipe.png")
+    assert [p.name for p in col.paths] == expected_paths
+    assert {p.name: why for p, why in col.skipped} == {
+        "pipe.png": "not a regular file", "zero.jpg": "not a regular file", "gone.png": "broken link"}
+    assert {p.name: why for p, why in col.ignored} == {
+        "notes.txt": "not an image type artlab reads (.txt)",
+        "README": "not an image type artlab reads (no extension)",
+        "scan.pdf": "not an image type artlab reads (.pdf)",
+    }
+    text = col.summary()
+    assert "ignored 3 file(s) that are not images artlab reads:" in text and "notes.txt: not an image type" in text
+    assert "skipped 3 unreadable file(s):" in text and "DS_Store" not in text and "Thumbs" not in text
+    assert {".jpg", ".png", ".tif", ".webp"} <= IMAGE_EXTENSIONS and not {".pdf", ".txt", ".mpg"} & IMAGE_EXTENSIONS
+
+
+def test_the_metadata_csv_is_not_reported_as_a_non_image(tmp_path):
+    _png(tmp_path / "a.png")
+    (tmp_path / "metadata.csv").write_text("path,artist\na.png,Monet\n")
+    (tmp_path / "labels.csv").write_text("path,artist\na.png,Manet\n")
+    not_an_image = "not an image type artlab reads (.csv)"
+    assert Collection.from_folder(tmp_path).ignored == [(tmp_path / "labels.csv", not_an_image)]
+    other = Collection.from_folder(tmp_path, metadata=tmp_path / "labels.csv")
+    assert other.labels == ["Manet"] and [p.name for p, _ in other.ignored] == ["metadata.csv"]
+
+
+def test_a_folder_without_images_says_what_it_ignored(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    (tmp_path / "b.txt").write_text("x")
+    with pytest.raises(CollectionError, match=r"no readable images.*\.jpg.*ignored 2 not an image type artlab reads "
+                                              r"\(\.txt\)"):
+        Collection.from_folder(tmp_path)
 
 
 def test_truncated_files_are_skipped_when_loading(tmp_path):

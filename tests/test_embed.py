@@ -232,6 +232,10 @@ def test_stopping_from_the_callback_keeps_finished_batches_and_many_shards_are_m
         repaired = E.embed(tmp_path / "images", tiny, size=32, cache_dir=cache, progress=False)
     assert count.images == 9 and any("unreadable cache shard" in n for n in repaired.notes)
     np.testing.assert_allclose(repaired.vectors, emb.vectors, atol=1e-6)
+    # ... moved out of the way (reported once, not on every run) and checksummed shards left in its place
+    assert not any("cache shard" in n for n in E.embed(tmp_path / "images", tiny, size=32, cache_dir=cache,
+                                                       progress=False).notes)
+    assert all(E._SHARD_NAME.match(p.name) for p in _shards(cache))
 
 
 def test_duplicates_renames_and_changed_folders(tiny, tmp_path):
@@ -331,6 +335,26 @@ def test_subset_frame_and_csv(tiny, corpus, tmp_path):
     np.testing.assert_allclose(back[[f"f{j}" for j in range(8)]].to_numpy(), emb.vectors, rtol=1e-6)
     with pytest.raises(ValueError, match="unknown columns"):
         emb.save_csv(tmp_path / "x.csv", columns=["artist"])
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="needs a file system that stores any bytes as a name")
+def test_csv_writes_names_that_are_not_utf8_losslessly(tiny, tmp_path):
+    import codecs
+
+    folder = tmp_path / "images"
+    _folder(folder, 2, classes=("a",))
+    raw = os.fsencode(folder / "a") + b"/caf\xe9 \\ \xc3\xa9.png"  # Latin-1 é, a backslash, a UTF-8 é
+    os.rename(folder / "a" / "img001.png", raw)
+    (folder / os.fsdecode(b"\xffclass")).mkdir()  # an undecodable label (a class folder) too
+    os.rename(folder / "a" / "img000.png", os.fsencode(folder) + b"/\xffclass/x.png")
+    emb = _embed(folder, tiny, tmp_path)
+    out = emb.save_csv(tmp_path / "emb.csv", vectors=False)  # crashed: UnicodeEncodeError
+    back = pd.read_csv(out, encoding="utf-8")
+    path = next(p for p in back["path"] if "caf" in p)
+    assert path.endswith("/caf\\xe9 \\\\ é.png")  # readable: the byte escaped, the backslash doubled
+    assert os.fsencode(os.fsdecode(codecs.escape_decode(path.encode())[0])) == raw  # lossless
+    assert sorted(back["label"]) == ["\\xffclass", "a"]
+    assert list(back["path"]) == [E._escape_text(p) for p in emb.paths]
 
 
 # --------------------------------------------------------------------------- maps

@@ -198,13 +198,18 @@ def test_write_app_gives_a_kernel_on_this_python_and_a_template(folder, tmp_path
     assert env["JUPYTER_PATH"].split(":") == [str(files.jupyter_path), "/elsewhere"]
 
 
-def test_voila_command_line(tmp_path):
-    cmd = explore.voila_command(tmp_path / "app.ipynb", port=8123, token="s3cret")
-    assert cmd[:4] == [sys.executable, "-m", "voila", str(tmp_path / "app.ipynb")]
+def test_voila_command_line(folder, tmp_path):
+    files = explore.write_app(explore.check_options(folder), tmp_path / "app")
+    cmd = explore.voila_command(files, port=8123)
+    # -P (Python 3.11+): the working directory is not put first on sys.path (tests/test_explore_security.py)
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    assert cmd[:4 + len(safe_path)] == [sys.executable, *safe_path, "-m", "voila", str(files.notebook)]
     for flag in ("--no-browser", "--Voila.ip=127.0.0.1", "--port=8123", "--Voila.port_retries=0",
-                 "--token=s3cret", "--strip_sources=True", f"--template={explore.TEMPLATE_NAME}"):
+                 "--Voila.auto_token=True", "--strip_sources=True", f"--template={explore.TEMPLATE_NAME}"):
         assert flag in cmd
     assert not any("allow-root" in c or "0.0.0.0" in c for c in cmd)
+    # the token is not on it (every local user can read a command line): Voilà reads JUPYTER_TOKEN_FILE
+    assert not any(c.startswith(("--token", "--Voila.token", "--IdentityProvider.token")) for c in cmd)
 
 
 # ------------------------------------------------------------------------------------ serving

@@ -36,6 +36,8 @@ from artlab.gram import (
 )
 from artlab.models import backbone, receptive_field
 
+import hostile_files as hf
+
 STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 TINY_CHANNELS = {"relu1_1": 8, "relu2_1": 16, "relu3_1": 24, "relu4_1": 32, "relu5_1": 32}
 
@@ -470,6 +472,33 @@ def test_synthesis_sizes_and_errors(model, target):
         synthesize_texture(model, dataclasses.replace(target, model_name="vgg19"))
     with pytest.raises(ValueError, match=r"no Grams at \['relu4_2'\]"):
         synthesize_texture(model, target, ["relu4_2"])
+
+
+def test_synthesis_refuses_a_size_that_does_not_fit_and_names_one_that_does(model, monkeypatch):
+    """synthesize_texture(size=8000) used to start computing 8000² Grams (10 GB) with no memory check."""
+    import artlab.gram as gram_module
+    from artlab.gram import TextureTooLarge
+    from artlab.optimize import OptimizationTooLarge, estimate_memory
+
+    img = texture(48, 0)
+    with hf.address_space_limit(512 << 20):  # the estimate reads the limit: refused before any allocation
+        with pytest.raises(TextureTooLarge, match=r"texture synthesis at 8000×8000 px .* use size=\d+") as info:
+            synthesize_texture(model, img, size=8000, steps=1)
+    assert isinstance(info.value, OptimizationTooLarge) and isinstance(info.value, MemoryError)
+    assert info.value.needed > 100 * 2**30 > info.value.available and info.value.largest_size < 8000
+    # the named size is accepted: a budget just enough for 64 px refuses 256 px and names about 64
+    layers = list(model.spec.style_layers)
+    budget = estimate_memory(model, (64, 64), layers=layers, targets=[(64, 64)], held=2 * 64 * 64) / 0.9 + 1
+    monkeypatch.setattr(gram_module, "available_memory", lambda device="cpu": int(budget))
+    with pytest.raises(TextureTooLarge, match="largest size that fits is about 6\\d px") as info:
+        synthesize_texture(model, img, size=256, steps=1)
+    side = info.value.largest_size
+    assert 64 <= side < 70
+    assert texture_from(model, img, size=side, steps=1, optimizer="adam").shape[-1] == side
+    # a GramSet target (no target pass to count) is checked as well
+    grams = compute_grams(model, img)
+    with pytest.raises(TextureTooLarge):
+        synthesize_texture(model, grams, size=256, steps=1)
 
 
 # --------------------------------------------------------------------------- real images

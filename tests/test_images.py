@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
+import hostile_files as hf
 from artlab.images import (
     DEFAULT_MAX_PIXELS,
     ImageLoadError,
@@ -527,6 +528,79 @@ def test_load_images_errors(tmp_path):
         load_images([good, bad], 8)
     assert_load_error(excinfo, bad, "empty file")
     assert "item 1 of the 2" in "".join(getattr(excinfo.value, "__notes__", ["item 1 of the 2"]))
+
+
+# ----------------------------------------------------------------------------------------
+# memory bounded by the size asked for, not by what a file claims (tests/hostile_files.py)
+# ----------------------------------------------------------------------------------------
+
+
+def test_load_images_keeps_memory_bounded_for_extreme_aspect_ratios(tmp_path):
+    """A 1×100000 strip at 224 px used to be enlarged to 224×22,400,000 px (60 GB) to crop 224×224 of it."""
+    wide = hf.solid_png(tmp_path / "wide.png", 100_000, 1, (200, 20, 20))
+    tall = hf.solid_png(tmp_path / "tall.png", 1, 100_000, (20, 200, 20))
+    assert wide.stat().st_size < 1000
+    with hf.address_space_limit(512 << 20):
+        batch = load_images([wide, tall, str(wide)], 224)
+        single = load_image(wide, 224)  # longer side 224: a 1×224 strip, nothing to bound
+    assert_image(batch, 224, 224, batch=3)
+    np.testing.assert_allclose(batch[0].mean(dim=(1, 2)).numpy(), (200 / 255, 20 / 255, 20 / 255), atol=1e-5)
+    np.testing.assert_allclose(batch[1].mean(dim=(1, 2)).numpy(), (20 / 255, 200 / 255, 20 / 255), atol=1e-5)
+    assert tuple(single.shape[-2:]) == (1, 224)
+    # the same centre band in memory (tensor input) gives the same result as from the file
+    from_tensor = load_images([load_image(wide)], 224)
+    torch.testing.assert_close(from_tensor[0], batch[0])
+    # an ordinary elongated image still shows its centre, undistorted
+    bands = np.zeros((10, 90, 3), dtype=np.uint8)
+    bands[:, 40:50] = 255
+    crop = load_images([bands], 10)[0]
+    assert float(crop.mean()) > 0.9
+
+
+def test_a_large_png_is_decoded_at_reduced_size_when_a_small_size_is_asked_for(tmp_path):
+    """A 0.4 MB 12000×12000 PNG cost ~4 GB (float32 copies of 144 MP) and 8 s per image before."""
+    big = hf.solid_png(tmp_path / "big.png", 12_000, 12_000, (40, 90, 200))
+    assert big.stat().st_size < 1_000_000
+    start = time.perf_counter()
+    with hf.address_space_limit(900 << 20):  # the 8-bit decode (432 MB) fits, one float32 copy (1.7 GB) does not
+        one = load_image(big, 64)
+        batch = load_images([big], 32)
+        exact = load_image(big, (48, 40))
+    elapsed = time.perf_counter() - start
+    assert tuple(one.shape) == (1, 3, 64, 64) and tuple(batch.shape) == (1, 3, 32, 32)
+    assert tuple(exact.shape) == (1, 3, 48, 40)
+    for out in (one, batch, exact):
+        np.testing.assert_allclose(out.mean(dim=(0, 2, 3)).numpy(), (40 / 255, 90 / 255, 200 / 255), atol=1e-5)
+    assert elapsed < 60  # measured ~3 s per load on the shared 2-core machine (it was 8 s and 4 GB)
+
+
+def test_a_large_jpeg_is_drafted_and_matches_the_exact_path(tmp_path, monkeypatch):
+    """JPEGs over 16.8 MP decode at 1/2–1/8 scale (libjpeg) when a small size is asked for; EXIF still applies."""
+    from PIL import JpegImagePlugin
+
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 256, size=(36, 48, 3), dtype=np.uint8)
+    picture = Image.fromarray(small).resize((4800, 3600), Image.Resampling.BICUBIC)  # smooth: scaling is fair
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait (rotate 90° clockwise)
+    path = write(picture, tmp_path / "big.jpg", quality=92, exif=exif)
+    del picture
+    drafts = []
+    original = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        drafts.append(size)
+        return original(self, mode, size)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    reduced = load_image(path, (80, 60))
+    assert drafts and max(drafts[0]) <= 4800 // 2  # decoded at 1/2 scale or less
+    full = load_image(path)  # 17 MP: decoded whole (no size asked), 207 MB as float32
+    assert tuple(full.shape[-2:]) == (4800, 3600)  # portrait after the EXIF rotation
+    exact = torch.nn.functional.interpolate(full, size=(80, 60), mode="bilinear", antialias=True)
+    del full
+    assert tuple(reduced.shape[-2:]) == (80, 60)
+    assert float((reduced - exact).abs().mean()) < 0.01
 
 
 # ----------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -228,8 +229,13 @@ def test_local_file_that_would_run_code_is_refused(tmp_path):
 
     path = tmp_path / "evil.pth"
     torch.save({"conv1.weight": Evil()}, path)
-    with pytest.raises(weights.WeightsError, match="weights_only=True"):
+    with pytest.raises(weights.WeightsError, match="weights_only=True") as info:
         backbone("tiny_resnet", weights=path)
+    message = str(info.value)
+    assert "Unsupported global: GLOBAL print was not an allowed global" in message  # torch's reason is kept
+    # its advice is not: never tell a user to turn the check off, or to allowlist what it refused
+    assert not re.search(r"weights_only`?\s*(set to|=)\s*`?False", message)
+    assert "safe_globals" not in message and "trust" not in message and "\x1b[" not in message
 
 
 def test_wrong_architecture_state_dict_is_refused(tmp_path):

@@ -14,6 +14,7 @@ import pickle
 import pickletools
 import re
 import shutil
+import time
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+import hostile_files as hf
 import stylegan_pickles as sp
 from artlab import weights
 from artlab.cli import main
@@ -213,15 +215,58 @@ def test_generator_round_trip_through_the_official_layout(tmp_path, architecture
         pio.load(path, which="D")
 
 
-def test_official_file_name_is_labelled_official(tmp_path):
+def test_an_official_file_name_alone_is_not_labelled_official(tmp_path):
+    """Any file can be called metfaces.pkl: the name is no evidence of NVIDIA's weights."""
     G = tiny_generator()
     tree = sp.generator_tree(G.state_dict(), G.init_kwargs, G=G)
     path = sp.write_network_pickle(tmp_path / "metfaces.pkl", {"G_ema": tree})
     G2 = pio.load(path)
-    assert G2.weights_origin == "official" and G2.pretrained
-    assert G2.label == "StyleGAN2-ADA metfaces · official NVIDIA weights (metfaces.pkl, G_ema)"
+    assert G2.weights_origin == "trained" and G2.pretrained and G2.provenance is None
+    assert G2.label == "StyleGAN2-ADA · trained weights (metfaces.pkl, not verified, G_ema)"
     with pytest.raises(pio.PickleFormatError, match="holds no G "):
         pio.load(path, which="G")
+
+
+def _tiny_pickle(path: Path) -> Path:
+    G = tiny_generator(resolution=8)
+    return sp.write_network_pickle(path, {"G_ema": sp.generator_tree(G.state_dict(), G.init_kwargs, G=G)})
+
+
+def test_an_imported_official_name_is_labelled_by_content_not_verified(tmp_path, hub_cache, capsys):
+    src = _tiny_pickle(tmp_path / "ffhq.pkl")  # anything at all, named like the official pickle
+    digest = weights.sha256_of(src)
+    assert main(["weights", "import", str(src)]) == 0
+    capsys.readouterr()
+    record = json.loads((hub_cache / "ffhq.pkl.provenance.json").read_text())
+    assert record["how"] == "imported" and record["sha256"] == digest and record["source"] == str(src)
+    assert record["verified"] is False and record["check"] == "none published" and record["date"][:2] == "20"
+    G = pio.load("ffhq")
+    assert G.weights_origin == "trained" and "official" not in G.label and G.provenance.sha256 == digest
+    assert G.label == f"StyleGAN2-ADA · trained weights (imported as ffhq.pkl, not verified, sha256 {digest[:8]}…, G_ema)"
+    # saving the record as an artlab file does not turn it official either
+    saved = pio.save_generator(pio.load_network_pickle(hub_cache / "ffhq.pkl")["G_ema"], tmp_path / "ffhq.pt")
+    assert pio.load(saved).weights_origin == "trained"
+
+
+def test_only_a_download_from_the_official_url_is_labelled_official(tmp_path, hub_cache, monkeypatch):
+    payload = _tiny_pickle(tmp_path / "served.pkl").read_bytes()
+    urls = []
+
+    def fetch_url(url, dest, **kwargs):  # stands in for the network: NVIDIA's CDN serves the payload
+        urls.append(url)
+        dest.write_bytes(payload)
+        return dest
+
+    monkeypatch.delenv("ARTLAB_OFFLINE", raising=False)
+    monkeypatch.setattr(weights, "fetch_url", fetch_url)
+    G = pio.load("metfaces")  # fetched the standard way, recorded with its URL and sha256
+    assert urls == [pretrained.BASE_URL + "metfaces.pkl"]
+    assert G.weights_origin == "official" and G.provenance.how == "downloaded"
+    assert G.label == "StyleGAN2-ADA metfaces · official NVIDIA weights (metfaces.pkl, G_ema)"
+    # replaced afterwards (same name, other contents): the record no longer vouches for it
+    cached = hub_cache / "metfaces.pkl"
+    cached.write_bytes(_tiny_pickle(tmp_path / "other.pkl").read_bytes())
+    assert pio.load(cached).weights_origin == "trained" and "official" not in pio.load(cached).label
 
 
 # ------------------------------------------------------------------------------------ hostile files
@@ -296,9 +341,11 @@ def test_hostile_artlab_file_is_refused_by_weights_only(tmp_path):
     path = tmp_path / "generator.pt"
     torch.save({"format": pio.FORMAT_NAME, "version": 1, "config": "{}",
                 "state_dict": sp.gadgets(sentinel)["eval"]}, path)
-    with pytest.raises(pio.UnsafePickleError, match="weights_only"):
+    with pytest.raises(pio.UnsafePickleError, match="weights_only") as info:
         pio.load(path)
     assert not sentinel.exists()
+    assert "not an allowed global" in str(info.value) or "is blocked" in str(info.value)  # the reason stays
+    assert not re.search(r"weights_only`?\s*(set to|=)\s*`?False|safe_globals", str(info.value))  # the advice goes
 
 
 # ------------------------------------------------------------------------------------ damaged files
@@ -336,6 +383,66 @@ def test_corrupted_storage_count_is_caught(good_pickle, tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(pio.PickleFormatError, match="does not match its header"):
         pio.load_network_pickle(path)
+
+
+# ------------------------------------------------------------------------------------ bounded memory
+
+
+def test_a_zero_stride_view_is_refused_by_the_files_size_before_allocating(tmp_path):
+    """A ~1 KB pickle declaring a 1 GiB view of one float (stride 0) used to be decoded (1 GiB, seconds) first."""
+    path = hf.zero_stride_pickle(tmp_path / "bomb.pkl", elements=2**28)
+    assert path.stat().st_size < 2000
+    start = time.perf_counter()
+    with hf.address_space_limit(256 << 20), pytest.raises(pio.PickleFormatError, match="repeats its data") as info:
+        pio.load_network_pickle(path)
+    assert time.perf_counter() - start < 5 and "Nothing was allocated" in str(info.value)
+    assert str(path) in str(info.value)
+    # a small repeated view inside a file's own size is still read (torch.save keeps expanded tensors so)
+    ok = tmp_path / "expanded.pkl"
+    ok.write_bytes(sp.with_buffer(sp.RawTensor(sp.RawStorage(sp.storage_blob()), size=(3, 4), stride=(0, 1))))
+    w_avg = pio.load_network_pickle(ok)["G_ema"].state_dict["w_avg"]
+    assert torch.equal(w_avg, torch.arange(4.0).expand(3, 4))
+
+
+@pytest.mark.skipif(not hf.CAN_MKFIFO, reason="FIFOs are POSIX")
+def test_a_fifo_named_pkl_is_refused_at_once(tmp_path):
+    pipe = hf.fifo(tmp_path / "ffhq.pkl")
+    for call in (lambda: pio.load(pipe), lambda: pio.load_network_pickle(pipe), lambda: pio.list_globals(pipe)):
+        outcome = hf.without_blocking(call, fifo=pipe, timeout=10)
+        assert isinstance(outcome, pio.PickleFormatError) and "FIFO" in str(outcome), outcome
+
+
+def test_a_huge_file_is_streamed_and_refused_by_its_size_not_read_whole(tmp_path):
+    """A 10 GB .pkl (sparse here) used to be read into memory whole before any check."""
+    path = hf.sparse_pickle(tmp_path / "huge.pkl", size=10 * 2**30)
+    with hf.address_space_limit(512 << 20):
+        with pytest.raises(pio.PickleFormatError, match=r"10,737,418,240 bytes, more than the .* \(max_bytes\)"):
+            pio.load(path)
+        # given a cap above its size, it is streamed: the scan stops at the pickle's end, nothing more is read
+        with pytest.raises(pio.PickleFormatError, match="unexpected bytes after the end"):
+            pio.load_network_pickle(path, max_bytes=2**40)
+        assert {g.dotted for g in pio.list_globals(path)} >= {"torch._utils._rebuild_tensor_v2"}
+
+
+def test_a_zip_archive_as_a_storage_blob_says_what_it_is(tmp_path):
+    """It used to fail with "'ascii' codec can't decode byte ..." from the scan of the blob."""
+    path = hf.zip_blob_pickle(tmp_path / "zipblob.pkl")
+    with pytest.raises(pio.PickleFormatError, match=r"(?s)zip archive.*legacy torch.save streams") as info:
+        pio.load_network_pickle(path)
+    assert "codec" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_configuration_larger_than_its_weights_is_refused_before_building(tmp_path):
+    """Declared 16384-channel layers (~10 GB) used to be allocated and initialised before the weights were compared."""
+    path = hf.oversized_config_pickle(tmp_path / "wide.pkl")
+    with hf.address_space_limit(768 << 20):
+        with pytest.raises(pio.PickleFormatError, match=r"do not fit.*configuration says \[16384, 4, 4\]"):
+            pio.load(path)
+    G = tiny_generator(resolution=8)
+    kwargs = {**G.init_kwargs, "img_resolution": 2**40}
+    many = sp.write_network_pickle(tmp_path / "deep.pkl", {"G_ema": sp.generator_tree(G.state_dict(), kwargs, G=G)})
+    with pytest.raises(pio.PickleFormatError, match="more layers"):
+        pio.load(many)
 
 
 def test_empty_random_and_foreign_files(tmp_path):
@@ -405,7 +512,7 @@ def test_save_a_pickle_record_as_an_artlab_file(tmp_path):
     record = pio.load_network_pickle(pkl)["G_ema"]
     out = pio.save_generator(record, tmp_path / "afhqcat.pt")
     G2 = pio.load(out)
-    assert G2.weights_origin == "official" and "official NVIDIA weights" in G2.label
+    assert G2.weights_origin == "trained" and "official" not in G2.label  # named afhqcat.pkl, nothing more
     for k, v in G.state_dict().items():
         assert torch.equal(G2.state_dict()[k], v), k
 
@@ -470,4 +577,6 @@ def test_official_name_loads_from_the_cache(hub_cache):
     tree = sp.generator_tree(G.state_dict(), G.init_kwargs, G=G)
     sp.write_network_pickle(hub_cache / "brecahad.pkl", {"G_ema": tree})
     G2 = pio.load("stylegan2-ada/brecahad")
-    assert G2.source == str(hub_cache / "brecahad.pkl") and G2.weights_origin == "official"
+    # copied into the cache by hand: found by its name, but nothing vouches for its contents
+    assert G2.source == str(hub_cache / "brecahad.pkl") and G2.weights_origin == "trained"
+    assert G2.label == "StyleGAN2-ADA · trained weights (brecahad.pkl, not verified, G_ema)"

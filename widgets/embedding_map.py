@@ -44,7 +44,8 @@ from artlab.images import load_image, to_pil
 
 from ._common import model_badge
 
-__all__ = ["EmbeddingMap", "ThumbnailStore", "short_name", "thumbnail_bytes", "thumbnail_grid_html"]
+__all__ = ["EmbeddingMap", "ExportPathError", "ThumbnailStore", "short_name", "thumbnail_bytes",
+           "thumbnail_grid_html"]
 
 METHODS = ("umap", "pca", "tsne")
 METHOD_TITLES = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE", "given": "given coordinates"}
@@ -333,6 +334,32 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+class ExportPathError(ValueError):
+    """An export path outside the folder exports are confined to (see ``EmbeddingMap(csv_dir=...)``)."""
+
+
+def _confined_csv_path(value: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Where an export typed as ``value`` goes when exports must stay in ``folder``.
+
+    A relative path is taken relative to ``folder`` (not the kernel's working directory);
+    the result, symlinks resolved, must be inside ``folder`` and end in ``.csv``, else an
+    :class:`ExportPathError` says why (``../x.csv``, ``/etc/x.csv`` and a symlink leading
+    out are all refused).
+    """
+    folder = Path(folder).expanduser().resolve()
+    text = str(value).strip()
+    if not text:
+        raise ExportPathError(f"no file name: type one ending in .csv (it is written to {folder})")
+    path = Path(text).expanduser()
+    target = (path if path.is_absolute() else folder / path).resolve()
+    if not target.is_relative_to(folder):
+        raise ExportPathError(f"{text} is outside {folder}, the folder exports go to: "
+                              "type a file name there, e.g. selection.csv")
+    if target.suffix.lower() != ".csv" or target == folder:
+        raise ExportPathError(f"{text}: the export file's name must end in .csv")
+    return target
+
+
 def _errors_in_status(handler: Callable) -> Callable:
     """Plot and control callbacks run where nobody sees a traceback: show a failure in the status line."""
 
@@ -361,6 +388,9 @@ class EmbeddingMap(W.VBox):
     metadata column. ``k``: neighbours shown for a clicked point. ``thumbnails``:
     precomputed previews, one per embedded image (bytes or data URLs), else they are
     made in a background thread (``thumb_side`` px). ``csv_path``: the export file.
+    ``csv_dir``: when given, every export (the "CSV file" box is editable in the page)
+    must be a ``.csv`` file inside that folder, relative paths being relative to it;
+    others are refused with a message next to the button.
 
     Controls (set them from code as a user does): ``method``, ``color``, ``search``,
     ``k_slider``, ``csv_file``, ``export_button``, ``clear_button``. Actions the plot
@@ -385,6 +415,7 @@ class EmbeddingMap(W.VBox):
         grid_max: int = 60,
         table_max: int = 200,
         csv_path: str | os.PathLike = "embedding_selection.csv",
+        csv_dir: str | os.PathLike | None = None,
         height: int = 600,
         point_size: float | None = None,
         projection_kwargs: dict | None = None,
@@ -445,6 +476,7 @@ class EmbeddingMap(W.VBox):
         self.search = W.Text(value="", placeholder="text in path or metadata, Enter", description="search",
                              continuous_update=False)
         self.k_slider = W.IntSlider(value=k, min=1, max=max(1, min(32, n - 1)), description="neighbours")
+        self.csv_dir = Path(csv_dir).expanduser().resolve() if csv_dir is not None else None
         self.csv_file = W.Text(value=str(csv_path), description="CSV file")
         self.export_button = W.Button(description="Export CSV", icon="download", disabled=True)
         self.clear_button = W.Button(description="Clear selection", icon="times", disabled=True)
@@ -862,10 +894,13 @@ class EmbeddingMap(W.VBox):
 
     # ------------------------------------------------------------------ export
     def export_csv(self, path: str | os.PathLike | None = None) -> Path:
-        """Write the selection's table (every selected row) to ``path`` (default: the CSV file box)."""
+        """Write the selection's table (every selected row) to ``path`` (default: the CSV file box);
+        with ``csv_dir`` set, only to a .csv file inside it (else an :class:`ExportPathError`)."""
+        value = path if path is not None else self.csv_file.value
+        target = _confined_csv_path(value, self.csv_dir) if self.csv_dir is not None else Path(value)
         if not len(self.selection):
             raise ValueError("nothing is selected: box/lasso select points or search first, then export")
-        target = _write_csv(self.selection_frame(), Path(path if path is not None else self.csv_file.value))
+        target = _write_csv(self.selection_frame(), target)
         self.saved = target
         self.export_status.value = f"saved {len(self.selection):,} rows to <code>{html.escape(str(target))}</code>"
         return target
@@ -873,5 +908,7 @@ class EmbeddingMap(W.VBox):
     def _export_clicked(self) -> None:
         try:
             self.export_csv()
+        except ExportPathError as exc:
+            self.export_status.value = f'<span style="color:{_RED}">export refused: {html.escape(str(exc))}</span>'
         except Exception as exc:  # noqa: BLE001 - a bad path is shown, not lost in the log
             self.export_status.value = f'<span style="color:{_RED}">export failed: {html.escape(str(exc))}</span>'

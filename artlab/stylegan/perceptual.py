@@ -83,7 +83,8 @@ def _lpips_skeleton() -> nn.Module:
         lin = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # missing or damaged package file
         raise _weights.WeightsError(
-            f"cannot read the LPIPS lin weights shipped with the lpips package ({path}: {exc}); "
+            f"cannot read the LPIPS lin weights shipped with the lpips package ({path}: "
+            f"{_weights.torch_load_reason(exc)}); "
             "reinstall it: pip install --force-reinstall lpips"
         ) from exc
     result = lp.load_state_dict(lin, strict=False)
@@ -120,7 +121,8 @@ def _imagenet_vgg16_features(device: str | torch.device) -> dict[str, Tensor]:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # truncated file, not a state dict
         raise _weights.WeightsError(
-            f"cannot read {path} ({exc}); delete it and import a fresh copy with `artlab weights import`"
+            f"cannot read {path} ({_weights.torch_load_reason(exc)}); delete it and import a fresh copy with "
+            "`artlab weights import`"
         ) from exc
     feats = {k: v for k, v in state.items() if k.startswith("features.")}
     if not feats:

@@ -42,16 +42,20 @@ import os
 import pickle
 import pickletools
 import reprlib
+import stat
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from artlab.weights import Provenance
 
 __all__ = [
     "PickleFormatError",
@@ -181,7 +185,8 @@ def _global_refusal(module: str, name: str, where: str) -> str:
 
 
 def _scan(
-    data: bytes, start: int, *, where: str, allowed: frozenset | None, opcodes: frozenset, unit: str = ""
+    data: bytes | _BoundedReader, start: int, *, where: str, allowed: frozenset | None, opcodes: frozenset,
+    unit: str = "",
 ) -> _ScanResult:
     """Walk the opcodes of one pickle from ``start`` without building anything.
 
@@ -191,8 +196,12 @@ def _scan(
     ``STACK_GLOBAL`` operands (an operand that is not a known string is refused) and bounds
     tuple nesting, because hashing a deeply nested tuple (a dict key) overflows the C stack.
     ``unit`` qualifies byte offsets in messages (" of the blob" for storage blobs).
+    ``data`` is the pickle's bytes or a :class:`_BoundedReader` over its file: a file is
+    streamed, one argument at a time, and no read asks for more than the file still holds,
+    so a length field claiming terabytes costs nothing.
     """
-    stream = io.BytesIO(data)
+    stream: io.BytesIO | _BoundedReader = io.BytesIO(data) if isinstance(data, bytes) else data
+    total = len(data) if isinstance(data, bytes) else data.size
     stream.seek(start)
     memo: dict[int, tuple[object, int]] = {}
     stack: list[tuple[object, int]] = []  # (str value or _OTHER / _MARK, tuple depth)
@@ -237,9 +246,9 @@ def _scan(
                 memo[index] = item
                 stack.extend(popped)
                 continue
-            elif name == "FRAME" and arg > len(data) - pos:
+            elif name == "FRAME" and arg > total - pos:
                 raise PickleFormatError(f"{where}: truncated: a frame at byte {pos} announces {arg} bytes, "
-                                        f"only {len(data) - pos} remain")
+                                        f"only {total - pos} remain")
             elif name in _BYTES_OPS and len(arg) > 64 and arg.startswith(_BLOB_PREFIX):
                 blobs.setdefault(hash(arg), pos)
             if name == "DUP":
@@ -293,9 +302,52 @@ def _pop_operands(stack: list[tuple[object, int]], op: pickletools.OpcodeInfo, w
 
 def list_globals(source: str | os.PathLike | bytes) -> list[GlobalRef]:
     """Every global the outer pickle names, in stream order, without loading or judging anything."""
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    where = "the data" if isinstance(source, bytes) else str(source)
-    return _scan(data, 0, where=where, allowed=None, opcodes=_FORMAT_OPCODES).globals
+    if isinstance(source, bytes):
+        return _scan(source, 0, where="the data", allowed=None, opcodes=_FORMAT_OPCODES).globals
+    path = Path(source).expanduser()
+    with _open_pickle(path, max_bytes=None) as reader:
+        return _scan(reader, 0, where=str(path), allowed=None, opcodes=_FORMAT_OPCODES).globals
+
+
+class _BoundedReader:
+    """The open file of a pickle, for ``pickletools.genops``: reads stop at the file's real size.
+
+    ``read(n)`` never asks the file for more than remains (CPython's buffered reader
+    allocates ``n`` bytes up front, so a length field of 2**60 would), and ``readline``
+    reads at most 64 KiB (text arguments of the format are short names), so the scan's
+    memory is bounded by the largest real argument, whatever the file declares.
+    """
+
+    _LINE = 1 << 16
+
+    def __init__(self, fh: io.BufferedReader, size: int) -> None:
+        self.fh, self.size = fh, size
+
+    def tell(self) -> int:
+        return self.fh.tell()
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self.fh.seek(pos, whence)
+
+    def _left(self) -> int:
+        return max(0, self.size - self.fh.tell())
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = self._left()
+        return self.fh.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self, limit: int | None = -1) -> bytes:
+        cap = min(self._left(), self._LINE if limit is None or limit < 0 else limit)
+        return self.fh.readline(cap)
+
+    def close(self) -> None:
+        self.fh.close()
+
+    def __enter__(self) -> _BoundedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------------------------- stand-ins
@@ -451,6 +503,8 @@ class _Context:
     blob_positions: dict[int, int] = field(default_factory=dict)
     used_bytes: int = 0
     src_hashes: dict[str, str] = field(default_factory=dict)
+    file_bytes: int | None = None  # the file's real size: decoded tensors may not exceed twice it (+1 MiB)
+    tensor_bytes: int = 0
 
     def charge(self, nbytes: int, what: str) -> None:
         self.used_bytes += nbytes
@@ -458,6 +512,24 @@ class _Context:
             raise PickleFormatError(
                 f"{self.where}: {what} would bring the decoded tensor data to {self.used_bytes} bytes, over the"
                 f" limit of {self.max_bytes} (max_bytes); the file is corrupt or hostile, or pass a larger max_bytes")
+
+    def charge_tensor(self, nbytes: int, size: tuple, stride: tuple) -> None:
+        """Refuse tensors that decode to more than the file could hold, before they are allocated.
+
+        Each tensor is a view of a storage whose bytes are in the file; only a view that
+        repeats its data (a zero stride, or views overlapping) can decode to more. Real
+        network pickles decode to about their own size; twice it plus 1 MiB is the cap.
+        """
+        self.tensor_bytes += nbytes
+        if self.file_bytes is None:
+            return
+        cap = 2 * self.file_bytes + (1 << 20)
+        if self.tensor_bytes > cap:
+            raise PickleFormatError(
+                f"refusing {self.where}: a tensor of size {_short(size, 80)} with strides {_short(stride, 80)} would "
+                f"bring the decoded tensors to {self.tensor_bytes:,} bytes, more than this {self.file_bytes:,}-byte "
+                f"file can hold (at most {cap:,}): a view that repeats its data (zero strides). Nothing was "
+                "allocated; the file is corrupt or hostile")
 
     def blob_where(self, blob: bytes) -> str:
         pos = self.blob_positions.get(hash(blob))
@@ -552,6 +624,7 @@ class _Context:
                                     f"{stride} reaches element {last} of a storage with {storage.numel}")
         dt = storage.dtype
         self.charge(numel * dt.np_dtype.itemsize, f"a tensor of size {size}")
+        self.charge_tensor(numel * dt.np_dtype.itemsize, size, stride)
         native = dt.np_dtype.newbyteorder("=")
         if numel == 0:
             out = np.empty(size, dtype=native)
@@ -656,6 +729,16 @@ class _InnerUnpickler(pickle.Unpickler):
 def _parse_storage_blob(blob: bytes, ctx: _Context) -> _Storage:
     """Parse one legacy ``torch.save`` stream of a single storage (spec 1.4) without torch.load."""
     where = ctx.blob_where(blob)
+    if blob.startswith(b"PK\x03\x04"):
+        raise PickleFormatError(
+            f"refusing {where}: it is a zip archive (torch.save's current format), but the storages of a "
+            "StyleGAN2-ADA network pickle are legacy torch.save streams (stylegan2-ada-pytorch writes them so); "
+            "this file was written by other code. Re-export the network with stylegan2-ada-pytorch, or convert "
+            "it to an artlab generator file (artlab.stylegan.pickle_io.save_generator) where you trust it")
+    if not blob.startswith(_BLOB_PREFIX):
+        raise PickleFormatError(
+            f"refusing {where}: not a legacy torch storage stream (it should start with {_BLOB_PREFIX!r}, the "
+            f"pickle header and magic number of torch.save's legacy format; it starts with {blob[:8]!r})")
     values: list[object] = []
     pos = 0
     for i in range(5):  # magic, protocol, sys_info, the persistent reference, the key list
@@ -879,19 +962,65 @@ def _record(name: str, stub: _Stub, ctx: _Context) -> NetworkRecord:
         **rec)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open_regular(path: Path) -> tuple[io.BufferedReader, int]:
+    """``path`` opened for reading, and its size, if it is a regular file; refused otherwise, at once.
+
+    Opened non-blocking and checked on the descriptor (``fstat``): a FIFO named ``.pkl``
+    would otherwise block the open (or the read) forever, and a device such as
+    ``/dev/zero`` would never end.
+    """
     if path.is_dir():
         raise PickleFormatError(f"{path} is a folder, not a network pickle")
-    data = path.read_bytes()  # FileNotFoundError says what is missing
-    if not data:
-        raise PickleFormatError(f"{path} is empty (0 bytes): an interrupted download? Fetch it again")
-    if data.startswith(b"PK\x03\x04"):
-        raise PickleFormatError(f"{path} is a torch.save zip archive, not a StyleGAN2-ADA network pickle; "
-                                "artlab generator files and state dicts load with artlab.stylegan.pickle_io.load")
-    if data[:1] != b"\x80":
-        raise PickleFormatError(f"{path} is not a network pickle (it does not start with a pickle protocol "
-                                f"header; first bytes {data[:8]!r})")
-    return data
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)  # FileNotFoundError / PermissionError say what is wrong
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else "not a regular file (a device or socket)"
+            raise PickleFormatError(f"refusing {path}: it is {kind}, not a file; reading it could block or never "
+                                    "end. Pass the path of the .pkl file itself")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), info.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_pickle(path: Path, *, max_bytes: int | None) -> _BoundedReader:
+    """The network pickle at ``path``, opened for streaming, after the checks that need no parsing.
+
+    Refused at once: not a regular file, empty, larger than ``max_bytes`` (its tensors could
+    not fit under that cap: a network pickle is almost all tensor data), a zip archive or
+    anything that does not start like a pickle. Nothing is read beyond the first bytes.
+    """
+    fh, size = _open_regular(path)
+    try:
+        if size == 0:
+            raise PickleFormatError(f"{path} is empty (0 bytes): an interrupted download? Fetch it again")
+        if max_bytes is not None and size > max_bytes:
+            raise PickleFormatError(
+                f"{path} is {size:,} bytes, more than the {max_bytes:,} bytes of tensor data a load may decode "
+                f"(max_bytes); nothing was read. If you trust the file, pass a larger max_bytes")
+        head = fh.read(8)
+        if head.startswith(b"PK\x03\x04"):
+            raise PickleFormatError(f"{path} is a torch.save zip archive, not a StyleGAN2-ADA network pickle; "
+                                    "artlab generator files and state dicts load with artlab.stylegan.pickle_io.load")
+        if head[:1] != b"\x80":
+            raise PickleFormatError(f"{path} is not a network pickle (it does not start with a pickle protocol "
+                                    f"header; first bytes {head!r})")
+        fh.seek(0)
+        return _BoundedReader(fh, size)
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _file_head(path: Path, n: int = 4) -> bytes:
+    """The first ``n`` bytes of a regular file (a FIFO or device is refused, never read)."""
+    fh, _ = _open_regular(path)
+    with fh:
+        return fh.read(n)
 
 
 def load_network_pickle(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, NetworkRecord]:
@@ -901,24 +1030,32 @@ def load_network_pickle(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX
     ``augment_pipe``): class name, init kwargs and state dict. Nothing the file contains is
     executed; anything outside the format raises :class:`UnsafePickleError`, a truncated or
     malformed file :class:`PickleFormatError` (both ``ValueError``), naming the file and offset.
+
+    Memory is bounded by the file's real size, whatever it declares: the file is streamed
+    (never read whole), a FIFO or device is refused before any read, a file larger than
+    ``max_bytes`` is refused before parsing, no length field can make a read allocate more
+    than the file holds, and the decoded tensors may not exceed twice the file's size
+    (plus 1 MiB): a tensor view that repeats its data (zero strides) is refused before it
+    is allocated. Peak memory is about twice the file (the storages it holds, then the
+    tensors decoded from them).
     """
     path = Path(path).expanduser()
-    data = _read_bytes(path)
-    ctx = _Context(where=str(path), max_bytes=max_bytes)
-    scan = _scan(data, 0, where=ctx.where, allowed=ALLOWED_GLOBALS, opcodes=_FORMAT_OPCODES)
-    if scan.end != len(data):
-        raise PickleFormatError(f"{path}: {len(data) - scan.end} unexpected bytes after the end of the pickle "
-                                f"(byte {scan.end})")
-    ctx.blob_positions = scan.blob_positions
-    try:
-        top = _OuterUnpickler(io.BytesIO(data), ctx).load()
-    except PickleFormatError as exc:
-        if ctx.where in str(exc):
-            raise
-        raise type(exc)(f"refusing {path}: {exc}") from exc  # raised where the file name is not known
-    except Exception as exc:  # a structure the stand-ins or the pickle machine reject
-        raise PickleFormatError(f"{path} is malformed: {type(exc).__name__}: {_short(str(exc), 300)}") from exc
-    del data
+    with _open_pickle(path, max_bytes=max_bytes) as reader:
+        ctx = _Context(where=str(path), max_bytes=max_bytes, file_bytes=reader.size)
+        scan = _scan(reader, 0, where=ctx.where, allowed=ALLOWED_GLOBALS, opcodes=_FORMAT_OPCODES)
+        if scan.end != reader.size:
+            raise PickleFormatError(f"{path}: {reader.size - scan.end} unexpected bytes after the end of the pickle "
+                                    f"(byte {scan.end})")
+        ctx.blob_positions = scan.blob_positions
+        reader.seek(0)
+        try:  # every length in the file was checked against its real size by the scan
+            top = _OuterUnpickler(reader.fh, ctx).load()
+        except PickleFormatError as exc:
+            if ctx.where in str(exc):
+                raise
+            raise type(exc)(f"refusing {path}: {exc}") from exc  # raised where the file name is not known
+        except Exception as exc:  # a structure the stand-ins or the pickle machine reject
+            raise PickleFormatError(f"{path} is malformed: {type(exc).__name__}: {_short(str(exc), 300)}") from exc
     _check_tree(top, ctx)
     if type(top) is tuple:
         raise PickleFormatError(f"{path}: the top level is a {len(top)}-tuple, as in legacy TensorFlow pickles; "
@@ -947,6 +1084,33 @@ def _origin_words(origin: str) -> str:
             "unknown": "weights of unknown origin"}[origin]
 
 
+def _pickle_origin(path: Path) -> tuple[str, str, Provenance | None]:
+    """Whether a network pickle holds official NVIDIA weights, judged by its contents, never its name.
+
+    Any file can be called ``ffhq.pkl``, and NVIDIA publishes no checksums to compare it
+    with. So "official" needs artlab's provenance record beside the file
+    (:func:`artlab.weights.provenance`, valid only while the file keeps the sha256 it pins)
+    saying that artlab downloaded it from the published URL of that pickle, or that its
+    contents matched a published hash. Everything else is "trained" weights: an import of
+    ``ffhq.pkl`` is described as "imported as ffhq.pkl, not verified, sha256 …", and a file
+    with an official name but no record as "ffhq.pkl, not verified".
+
+    Returns (origin, the words naming the file in the label, the provenance record or None).
+    """
+    from artlab.stylegan.pretrained import find_official, official_file
+    from artlab.weights import provenance
+
+    record = provenance(path)
+    if record is not None:
+        official = find_official(record.key)
+        if official is not None and (record.verified or (record.how == "downloaded"
+                                                         and record.source == official_file(official.name).url)):
+            return "official", path.name, record
+        if record.how == "imported":
+            return "trained", record.describe(), record
+    return "trained", f"{path.name}, not verified" if find_official(path.name) else path.name, record
+
+
 def save_generator(G: nn.Module | NetworkRecord, path: str | os.PathLike, *, weights: str | None = None) -> Path:
     """Write a generator as one ``torch.save`` file that ``torch.load(weights_only=True)`` reads.
 
@@ -959,9 +1123,7 @@ def save_generator(G: nn.Module | NetworkRecord, path: str | os.PathLike, *, wei
     path = Path(path).expanduser()
     if isinstance(G, NetworkRecord):
         kwargs, tensors, network = G.generator_kwargs(), G.state_dict, G.name
-        from artlab.stylegan.pretrained import find_official
-
-        default = "official" if find_official(Path(G.path).name) else "trained"
+        default = _pickle_origin(Path(G.path))[0]  # by the pickle's provenance record, not its name
         source = Path(G.path).name
     else:
         kwargs = getattr(G, "init_kwargs", None)
@@ -994,14 +1156,18 @@ def save_generator(G: nn.Module | NetworkRecord, path: str | os.PathLike, *, wei
 
 
 def _torch_load(path: Path) -> Any:
+    from artlab.weights import torch_load_reason  # the reason without torch's "weights_only=False" advice
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # weights_only refused a global
-        raise UnsafePickleError(f"refusing {path}: torch.load(weights_only=True) rejected it: {exc}") from exc
+        raise UnsafePickleError(f"refusing {path}: torch.load(weights_only=True) rejected it: "
+                                f"{torch_load_reason(exc)}") from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise PickleFormatError(f"{path} is not a readable torch file (truncated or corrupt?): {exc}") from exc
+        raise PickleFormatError(f"{path} is not a readable torch file (truncated or corrupt?): "
+                                f"{torch_load_reason(exc)}") from exc
 
 
 def _check_state_dict(sd: object, where: str) -> OrderedDict[str, Tensor]:
@@ -1063,9 +1229,51 @@ def _config_origin(config: dict) -> str:
     return "unknown"
 
 
+def _check_declared_shapes(kwargs: dict, state_dict: Mapping[str, Tensor], where: str) -> None:
+    """Refuse a configuration whose network does not have exactly the stored tensors, before building it.
+
+    The configuration comes from the file too: built for real, ``img_resolution=2**20``
+    or ``channel_max=2**30`` would allocate (and randomly initialise) gigabytes before
+    ``load_state_dict`` found that the weights do not fit. So the network is first built
+    on torch's ``meta`` device (shapes only, no memory) and its state dict's names and
+    shapes are compared with the stored ones; layer counts that could not possibly match
+    the stored tensors are refused before even that.
+    """
+    from artlab.stylegan.networks import Generator
+
+    n = len(state_dict)
+    mapping = kwargs.get("mapping_kwargs")
+    layers = mapping.get("num_layers") if isinstance(mapping, dict) else None
+    resolution = kwargs.get("img_resolution")
+    if (type(layers) is int and layers > n) or (type(resolution) is int and resolution.bit_length() > n + 2):
+        raise PickleFormatError(
+            f"{where}: the weights do not fit the configuration {_short(kwargs, 300)}: it declares more layers "
+            f"(img_resolution {resolution!r}, mapping num_layers {layers!r}) than the file has tensors ({n})")
+    try:
+        with torch.device("meta"):
+            shell = Generator(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise PickleFormatError(f"{where}: artlab's Generator does not accept the stored configuration "
+                                f"{_short(kwargs, 300)}: {exc}") from exc
+    except (RuntimeError, OverflowError, MemoryError) as exc:
+        raise PickleFormatError(f"{where}: the stored configuration {_short(kwargs, 300)} declares impossible "
+                                f"shapes: {type(exc).__name__}: {_short(str(exc), 200)}") from exc
+    declared = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state_dict.items()}
+    problems = [f"missing {k}" for k in declared if k not in stored]
+    problems += [f"unexpected {k}" for k in stored if k not in declared]
+    problems += [f"{k} is {list(stored[k])}, the configuration says {list(shape)}"
+                 for k, shape in declared.items() if k in stored and stored[k] != shape]
+    if problems:
+        more = f" … and {len(problems) - 8} more" if len(problems) > 8 else ""
+        raise PickleFormatError(f"{where}: the weights do not fit the configuration {_short(kwargs, 300)}: "
+                                + "; ".join(problems[:8]) + more)
+
+
 def _build_generator(kwargs: dict, state_dict: Mapping[str, Tensor], where: str) -> nn.Module:
     from artlab.stylegan.networks import Generator
 
+    _check_declared_shapes(kwargs, state_dict, where)  # nothing allocated for a configuration that cannot fit
     try:
         G = Generator(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -1102,17 +1310,20 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu", which: 
     ``artlab.stylegan.networks.Generator`` whose ``label`` names the file and says whether the
     weights are official, trained, random or of unknown origin; ``pretrained`` is True only for
     official or trained weights, ``weights_origin``, ``source`` and ``network`` record the rest.
+    A pickle is "official" only by its contents (see :func:`_pickle_origin`: downloaded by
+    artlab from NVIDIA's URL, sha256 unchanged since), never by its name; ``provenance`` holds
+    its :class:`artlab.weights.Provenance` record, if any.
     """
     if which not in ("G_ema", "G"):
         raise ValueError(f"which={which!r}: only the generators 'G_ema' (for images) and 'G' can be loaded")
     source = _resolve(path)
+    provenance: Provenance | None = None
     if source.is_dir():
         config, sd = _read_folder(source)
         kwargs, network, name = _config_kwargs(config, str(source)), config.get("network"), source.name + "/"
         origin = _config_origin(config)
     else:
-        with open(source, "rb") as fh:
-            head = fh.read(4)
+        head = _file_head(source)  # a FIFO or device is refused here, never read
         if head.startswith(b"PK\x03\x04"):
             config, sd = _read_own_file(source)
             kwargs, network, name = _config_kwargs(config, str(source)), config.get("network"), source.name
@@ -1122,17 +1333,19 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu", which: 
             if which not in records:
                 raise PickleFormatError(f"{source} holds no {which} (it has {', '.join(records)})")
             record = records[which]
-            kwargs, sd, network, name = record.generator_kwargs(), record.state_dict, which, source.name
-            from artlab.stylegan.pretrained import find_official
-
-            origin = "official" if find_official(source.name) else "trained"
+            kwargs, sd, network = record.generator_kwargs(), record.state_dict, which
+            origin, name, provenance = _pickle_origin(source)
     if network not in (None, which):
         raise ValueError(f"{source} holds {network}, not {which}; pass which={network!r}")
     G = _build_generator(kwargs, sd, str(source))
     G.eval().requires_grad_(False).to(device)
-    stem = Path(name.rstrip("/")).stem
+    if provenance is not None and origin == "official":  # the published name it was fetched as
+        stem = provenance.key.rsplit("/", 1)[-1]
+    else:
+        stem = Path(source.name).stem
     title = f"StyleGAN2-ADA {stem}" if origin == "official" else "StyleGAN2-ADA"
     G.label = f"{title} · {_origin_words(origin)} ({name}, {network or which})"
     G.pretrained = origin in ("official", "trained")
     G.weights_origin, G.source, G.network = origin, str(source), network or which
+    G.provenance = provenance  # the artlab.weights.Provenance record of a pickle, or None
     return G

@@ -7,6 +7,10 @@ into the torch hub cache the standard way. The files keep their official names (
 
 NVIDIA publishes no checksums for these files, so ``sha256_prefix`` is ``None`` (nothing is
 invented); the safe loader (:mod:`artlab.stylegan.pickle_io`) checks their structure instead.
+The name only says where a file goes, not what it holds: a generator is labelled "official
+NVIDIA weights" only when artlab downloaded the file from the URL below (its provenance record,
+see :func:`artlab.weights.provenance`); an imported ``ffhq.pkl`` cannot be verified and is
+labelled "imported as ffhq.pkl, not verified" with its sha256.
 The weights are under NVIDIA's licence (non-commercial, research or evaluation use).
 """
 

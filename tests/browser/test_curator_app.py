@@ -1,5 +1,6 @@
 """``artlab explore`` in a real browser: the Voilà page of a small folder shows the
-embedding progress, then the map; a box selection fills the thumbnail grid.
+embedding progress, then the map; a box selection fills the thumbnail grid, and
+Export CSV writes it, refusing a path outside the folder chosen for it.
 
 The server is started by :func:`artlab.explore.start_server` (what the command
 runs) with private Jupyter dirs and an embedding cache under ``tmp_path``, and is
@@ -90,7 +91,7 @@ def _poll(probe, what: str, timeout_s: float):
 
 
 def test_explore_page_embeds_then_maps_and_selection_fills_the_grid(app_page, explore_server, folder,
-                                                                   console_errors):
+                                                                   console_errors, tmp_path):
     import psutil
 
     page = app_page
@@ -148,5 +149,19 @@ def test_explore_page_embeds_then_maps_and_selection_fills_the_grid(app_page, ex
     # the grid captions each image as folder/file (file names repeat across class folders)
     expected = sorted(f"{p.parent.name}/{p.name}" for p in folder.rglob("*.png"))
     assert sorted(n.strip() for n in names) == expected
+
+    # 4. Export CSV: the file name box is editable in the page, but a path outside the folder the
+    # user chose (that of --csv: tmp_path) is refused with a message there; a name in it is written
+    csv_box = page.locator(".artlab-curator-app .widget-text", has=page.locator("label", has_text="CSV file"))
+    export = page.locator(".artlab-curator-app button", has_text="Export CSV")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.csv"
+    csv_box.locator("input").fill(f"../{outside.name}")
+    export.click()
+    _poll(lambda: page.locator("text=/export refused: .* is outside/").count(), "the refusal in the page", 30)
+    assert not outside.exists()
+    csv_box.locator("input").fill("picked.csv")
+    export.click()
+    _poll(lambda: page.locator("text=/saved 12 rows to/").count(), "the export's confirmation", 30)
+    assert len((tmp_path / "picked.csv").read_text().splitlines()) == 13  # a header and the 12 rows
 
     assert console_errors == []
