@@ -21,6 +21,13 @@ file asks for. It reads the file in three guarded passes:
 3. **Result walk**: only plain data, tensors and network stubs may remain; the module tree is
    flattened into a state dict with the official key names and order (spec 1.6 d).
 
+Memory is bounded by the file's real size, never by what it declares: only a regular file is
+opened (a FIFO or device is refused before any read), it is streamed rather than read whole,
+no length field can make a read allocate more than the file holds, decoded tensors may not
+exceed twice the file (a zero-stride view is refused before it is allocated), and a
+generator's configuration is checked against the stored tensors' shapes on torch's ``meta``
+device before the network is built (see :func:`load_network_pickle`, :func:`load`).
+
 artlab's own file format (``save_generator``): one ``torch.save`` file (conventionally ``.pt``)
 holding ``{"format": "artlab-stylegan2-generator", "version": 1, "config": <JSON text>,
 "state_dict": OrderedDict}``; it loads with ``torch.load(weights_only=True)``. The JSON config
