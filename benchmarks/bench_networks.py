@@ -2,9 +2,9 @@
 
 A. EfficientNet-Lite0 (bundled ImageNet weights) vs VGG-19 (``weights=None, seed=0``:
    there is no VGG file here; speed does not depend on the weights' values). Same
-   settings for both: L-BFGS, each network's default layers and β (Lite0: stem,
-   stage2 … stage5, content stage4, β 1e4; VGG: relu1_1 … relu5_1, relu4_2, β 1e5),
-   content init, one scale. Rows, each as the Lite0/VGG ratio plus the raw numbers:
+   settings for both: L-BFGS, each network's default layers, layer weights and β
+   (Lite0: stem, stage2 … stage4 with its balanced w_l, content stage4, β 1e5; VGG:
+   relu1_1 … relu5_1 with w_l = 1/5, relu4_2, β 1e5), content init, one scale. Rows, each as the Lite0/VGG ratio plus the raw numbers:
 
    * seconds per style-transfer step at 256 and 512 px (quick: 64 and 128 px): the
      two networks' runs advance one step each in turn (a busy machine slows both
@@ -18,7 +18,7 @@ A. EfficientNet-Lite0 (bundled ImageNet weights) vs VGG-19 (``weights=None, seed
      lab is given the style layers by their canonical names (same layers);
    * images/s of :func:`artlab.embed.embed` at 224 px on the sample corpus (36 images;
      quick: 12), cache disabled (``cache_dir=False``: every vector is computed),
-     each network's default layer (VGG relu4_2, Lite0 head), best of alternating runs;
+     each network's default layer (VGG relu4_2, Lite0 stage6), best of alternating runs;
    * peak memory of a 512 px transfer (quick: 128 px, 3 steps), a fresh subprocess per
      network: the growth of the resident set's high-water mark (VmHWM, reset after the
      model and images are loaded), as ``bench_transfer.py`` measures it; the absolute

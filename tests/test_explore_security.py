@@ -295,6 +295,15 @@ def _ws_url(server, session: str) -> str:
             f"?session_id={session}&token={server.token}")
 
 
+def _handshake(url: str, subprotocols: list[str] | None):
+    """Run :func:`_ws_connect` on an event loop of its own thread: a browser test earlier in the
+    session (Playwright's sync API) may leave a loop registered as running in this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(_ws_connect(url, subprotocols))).result()
+
+
 async def _ws_connect(url: str, subprotocols: list[str] | None):
     """(HTTP status, selected subprotocol) of a websocket handshake."""
     from tornado.httpclient import HTTPClientError
@@ -318,10 +327,10 @@ def test_legacy_kernel_websockets_are_refused_and_the_server_stays_well(clean_se
     rss = psutil.Process(server.process.pid).memory_info().rss
     # the legacy protocol (no subprotocol, or only others), while the app computes and sends its map
     for i, offered in enumerate([None, [], ["legacy"], ["v2.kernel.websocket.jupyter.org"]] * 3):
-        status, selected = asyncio.run(_ws_connect(_ws_url(server, f"legacy-{i}"), offered))
+        status, selected = _handshake(_ws_url(server, f"legacy-{i}"), offered)
         assert status == 400 and selected is None, (offered, status, selected)
     # the page's own client offers v1 and is accepted
-    assert asyncio.run(_ws_connect(_ws_url(server, "v1"), [explore.KERNEL_WS_PROTOCOL])) == (
+    assert _handshake(_ws_url(server, "v1"), [explore.KERNEL_WS_PROTOCOL]) == (
         101, explore.KERNEL_WS_PROTOCOL)
     assert _get(server, "/voila/files/x.png", timeout=10)[0] in (403, 404)  # still answering at once
     grown = psutil.Process(server.process.pid).memory_info().rss - rss

@@ -713,6 +713,12 @@ def select_dropdown(page, description: str, option: str) -> None:
     widget(page, description, "widget-dropdown").locator("select").select_option(label=option)
 
 
+def dropdown_options(page, description: str) -> list[str]:
+    """The visible labels of the Dropdown described ``description``, in order."""
+    select = widget(page, description, "widget-dropdown").locator("select")
+    return select.evaluate("s => Array.from(s.options).map(o => o.text)")
+
+
 def dropdown_value(page, description: str) -> str:
     select = widget(page, description, "widget-dropdown").locator("select")
     return select.evaluate("s => s.options[s.selectedIndex] ? s.options[s.selectedIndex].text : ''")
