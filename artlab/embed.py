@@ -272,7 +272,7 @@ class Embeddings:
             frame = frame[list(columns) + [c for c in frame.columns if c not in self.meta.columns]]
         target = Path(path).expanduser()
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = _escape_undecodable(frame).to_csv(index=False).encode()
+        text = escape_undecodable(frame).to_csv(index=False).encode()
         _atomic_write_bytes(target, lambda fh: fh.write(text))
         return target
 
@@ -307,7 +307,7 @@ def _escape_text(value: str) -> str:
     return _SURROGATE.sub(escape, value.replace("\\", "\\\\"))
 
 
-def _escape_undecodable(frame: pd.DataFrame) -> pd.DataFrame:
+def escape_undecodable(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with every string cell and column name that UTF-8 cannot encode escaped (:func:`_escape_text`).
 
     Only text columns are looked at; the frame is copied only when something changes.

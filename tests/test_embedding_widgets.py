@@ -372,3 +372,19 @@ def test_classifier_view_rejects_mismatched_inputs(probe, corpus_emb):
         ClassifierView(probe, corpus_emb.subset(range(30)), thumbnails=[None] * 30)
     with pytest.raises(TypeError, match="linear_probe"):
         ClassifierView(object(), corpus_emb, thumbnails=[None] * 36)
+
+
+def test_export_of_names_that_are_not_utf8(tmp_path):
+    """A selection holding a file name with undecodable bytes exports (the byte as \\xNN, as
+    Embeddings.save_csv writes it) instead of crashing with UnicodeEncodeError."""
+    import codecs
+    import os
+
+    from widgets.embedding_map import _write_csv
+
+    raw = b"/data/caf\xe9.png"
+    frame = pd.DataFrame({"path": [os.fsdecode(raw), "/data/plain.png"], "label": ["a", "b"]})
+    out = _write_csv(frame, tmp_path / "sel.csv")
+    back = pd.read_csv(out, encoding="utf-8")
+    assert list(back["path"]) == ["/data/caf\\xe9.png", "/data/plain.png"]
+    assert os.fsencode(os.fsdecode(codecs.escape_decode(back["path"][0].encode())[0])) == raw

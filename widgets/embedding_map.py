@@ -326,7 +326,8 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            frame.to_csv(fh, index=False)
+            # names with undecodable bytes (surrogate escapes) written as \xNN, like Embeddings.save_csv
+            _embed.escape_undecodable(frame).to_csv(fh, index=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

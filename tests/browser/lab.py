@@ -713,6 +713,25 @@ def select_dropdown(page, description: str, option: str) -> None:
     widget(page, description, "widget-dropdown").locator("select").select_option(label=option)
 
 
+def hold_after_code(module: str, stop_button: str, after: int = 10, delay_s: float = 0.3) -> str:
+    """Kernel code that slows a run down deterministically, so a test can see it running and stop it.
+
+    After its first ``after`` calls, every forward call of ``module`` (an expression naming a
+    ``torch.nn.Module`` in the kernel) waits ``delay_s``, until ``stop_button`` (an expression
+    naming an ipywidgets Button) is clicked. A run of N steps then lasts at least
+    (N - after) * delay_s on any machine, however fast, and ends promptly once Stop is pressed,
+    so the "running" state a test waits for is created rather than caught in passing."""
+    return f"""
+import itertools as _hold_it, threading as _hold_th
+_hold_released, _hold_calls = _hold_th.Event(), _hold_it.count()
+def _hold(_module, _args):
+    if next(_hold_calls) >= {int(after)}:
+        _hold_released.wait({float(delay_s)})
+{module}.register_forward_pre_hook(_hold)
+{stop_button}.on_click(lambda _b: _hold_released.set())
+"""
+
+
 def dropdown_options(page, description: str) -> list[str]:
     """The visible labels of the Dropdown described ``description``, in order."""
     select = widget(page, description, "widget-dropdown").locator("select")

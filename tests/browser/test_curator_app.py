@@ -11,6 +11,7 @@ tests.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -52,6 +53,33 @@ def folder(tmp_path, corpus):
     return root
 
 
+#: A ``sitecustomize`` put on the server's PYTHONPATH (the user's environment, outside the folder, which
+#: ``artlab explore`` keeps): in the app's kernel it holds the embedding after its first progress report
+#: until the file ``$ARTLAB_TEST_HOLD_EMBED`` exists, so the test sees the progress state on any machine,
+#: however fast, and then lets the run go on (a state created, not caught in passing).
+HOLD_EMBEDDING = """\
+import os
+if os.environ.get("JPY_PARENT_PID") and os.environ.get("ARTLAB_TEST_HOLD_EMBED"):
+    import time
+    from pathlib import Path
+
+    import artlab.embed as _embed_module
+
+    _release, _embed = Path(os.environ["ARTLAB_TEST_HOLD_EMBED"]), _embed_module.embed
+
+    def embed(*args, on_progress=None, **kwargs):
+        def held(done, total):
+            if on_progress is not None:
+                on_progress(done, total)
+            deadline = time.monotonic() + 300
+            while not _release.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return _embed(*args, on_progress=held, **kwargs)
+
+    _embed_module.embed = embed
+"""
+
+
 @pytest.fixture()
 def explore_server(folder, tmp_path):
     """``artlab explore FOLDER --size 64`` (model "best": the bundled ImageNet EfficientNet-Lite0, since the
@@ -60,7 +88,12 @@ def explore_server(folder, tmp_path):
     options = explore.check_options(folder, size=64, cache_dir=tmp_path / "embeddings",
                                     csv_path=tmp_path / "selection.csv")
     # the user's Jupyter config and torch hub cache stay out of it
-    env = lab.jupyter_server_env(tmp_path / "jupyter", {"TORCH_HOME": str(tmp_path / "torch_home")})
+    hook = tmp_path / "hold-hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_EMBEDDING)
+    server_env = {"TORCH_HOME": str(tmp_path / "torch_home"), "ARTLAB_TEST_HOLD_EMBED": str(tmp_path / "release"),
+                  "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
+    env = lab.jupyter_server_env(tmp_path / "jupyter", server_env)
     server = explore.start_server(options, env=env, log=tmp_path / "voila.log", startup_timeout_s=120)
     server.kernels = kernels = []  # the test adds the kernel processes it sees
     try:
@@ -103,15 +136,17 @@ def test_explore_page_embeds_then_maps_and_selection_fills_the_grid(app_page, ex
     explore_server.kernels += psutil.Process(explore_server.process.pid).children(recursive=True)
     assert explore_server.kernels, "no kernel runs under the voila server"
 
-    # 1. progress first: the bar and a status line, no map yet. (The app builds its network and embeds
-    # 12 images before any map exists: seconds, while the page renders in about one.)
+    # 1. progress first: the bar and a status line, no map yet (the embedding is held at its first
+    # progress report until the test has seen this; see HOLD_EMBEDDING)
     def progress():
         state = page.evaluate(_PROGRESS_JS)
-        return state if state["bar"] and state["status"] else None
+        held = state["bar"] and re.search(r"embedding \d+ / 12 images", state["status"] or "")
+        return state if held else None
 
-    first = _poll(progress, "the progress bar", 120)
+    first = _poll(progress, "the progress bar at 'embedding k / 12 images'", 120)
     assert page.evaluate(_PLOT_STATE_JS) is None, "a map was already there"
     print(f"[timing] progress shown after {time.monotonic() - t0:.1f}s: {first['status']!r}")
+    (tmp_path / "release").touch()  # let the held embedding go on
 
     # 2. then the map: a WebGL scatter with one point per image, the bar gone
     def map_ready():

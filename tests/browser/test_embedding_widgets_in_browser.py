@@ -95,9 +95,11 @@ def _point_pixel(page, index: int) -> tuple[float, float]:
 
 
 def _click_at(page, x: float, y: float) -> None:
-    """Hover, then click: plotly emits plotly_click for the point under the hover label."""
+    """Hover, then click: plotly emits plotly_click for the point under the hover label, so the
+    click waits for that label (plotly draws it after a short debounce) instead of a fixed pause."""
     page.mouse.move(x, y)
-    page.wait_for_timeout(300)
+    page.wait_for_function("sel => document.querySelector(sel) !== null",
+                           arg=f"{lab.NOTEBOOK_PANEL} .js-plotly-plot .hoverlayer .hovertext", timeout=15_000)
     page.mouse.down()
     page.mouse.up()
 

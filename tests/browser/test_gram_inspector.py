@@ -17,6 +17,9 @@ from artlab.widgets import GramInspector
 g = torch.Generator().manual_seed(1)  # not 0: synthesis starts from seed-0 noise
 inspector = GramInspector(backbone("tiny_vgg", weights=None), torch.rand(1, 3, 48, 48, generator=g),
                           torch.rand(1, 3, 48, 48, generator=g), names=("painting", "photo"), block=8)
+inspector.steps.max = 100_000  # with the hold below, a synthesis lasts far longer than the test
+first_conv = next(m for m in inspector.model.modules() if isinstance(m, torch.nn.Conv2d))
+""" + lab.hold_after_code("first_conv", "inspector.stop_button", after=60) + """
 inspector"""
 
 
@@ -35,9 +38,9 @@ def test_gram_inspector_in_the_browser(jupyter_server, page, console_errors, tmp
     lab.select_dropdown(page, "normalise", "hw")
     lab.wait_svg_text(page, ".gtitle", r"relu3_1 · hw")
 
-    lab.set_slider(page, "steps", 500)
+    lab.set_slider(page, "steps", 100_000)
     lab.click_button(page, "Synthesise texture")
-    lab.wait_for_text(page, ".widget-html", re.compile(r"step \d+/500"), timeout_s=60)
+    lab.wait_for_text(page, ".widget-html", re.compile(r"step \d+/100000"), timeout_s=60)
     preview = page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image").last
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=preview.element_handle(),
                            timeout=60_000)

@@ -19,13 +19,15 @@ G = tiny_generator(c_dim=4, resolution=32)
 
 EXPLORER = COMMON + """\
 from artlab.widgets import LatentExplorer
-explorer = LatentExplorer(G, seed=3, frames=120, fps=12, output_dir="stylegan-output")
+# 3 keyframes x 120 frames paced at 2 fps: a walk lasts 3 minutes however fast the machine
+explorer = LatentExplorer(G, seed=3, frames=120, fps=2, output_dir="stylegan-output")
 explorer"""
 
 PROJECTION = COMMON + """\
 from artlab.widgets import ProjectionView
 view = ProjectionView(G, generate(G, seeds=[21], c=2), steps=1000, perceptual="lpips-vgg-random",
                       preview_every=2, n_w_samples=256)
+""" + lab.hold_after_code("G.synthesis", "view.stop_button", after=10) + """
 view"""
 
 IMAGES = f"{lab.NOTEBOOK_PANEL} img.widget-image"

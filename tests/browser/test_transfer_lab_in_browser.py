@@ -20,9 +20,12 @@ warnings.simplefilter("ignore", ReceptiveFieldWarning)  # 64 px is below tiny_vg
 g = torch.Generator().manual_seed(0)
 content = torch.rand(1, 3, 48, 64, generator=g)
 style = torch.rand(1, 3, 48, 48, generator=g) * 0.5
-# 100000 steps: minutes even for the tiny network, so the run is still going whenever the test acts
+# 100000 steps, slowed after the first ones until Stop (lab.hold_after_code): the run is still going
+# whenever the test acts, on any machine
 transfer_lab = TransferLab(content, style, backbone("tiny_vgg", weights=None), size=64, steps=100000,
                            preview_every=2, preview_size=32, quick_steps=3, output_dir="transfer-output")
+first_conv = next(m for m in transfer_lab.model.modules() if isinstance(m, torch.nn.Conv2d))
+""" + lab.hold_after_code("first_conv", "transfer_lab.stop_button", after=40) + """
 transfer_lab"""
 
 
