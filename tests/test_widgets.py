@@ -60,3 +60,32 @@ def test_viewer_refuses_bad_input():
         FeatureMapViewer(model, {})
     with pytest.raises(ValueError, match="no layer 'relu9_1'"):
         FeatureMapViewer(model, {"a": torch.rand(1, 3, 32, 32)}, layers=["relu9_1"])
+
+
+def test_figure_widget_sends_the_figure_as_edits():
+    """widgets._common.figure_widget: the same figure as go.FigureWidget(fig), but none of it in the
+    whole-figure state (which a view rendered early never redraws from): traces and layout go as
+    addTraces/update edits, which every view applies whenever it renders."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from widgets._common import figure_widget
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["a", "b"])
+    fig.add_heatmap(z=[[1, 2], [3, 4]], row=1, col=1)
+    fig.add_scatter(y=[1, 2], row=1, col=2)
+    fig.update_layout(height=300, title="t")
+    edits = []
+    widget = go.FigureWidget()
+    widget.observe(lambda change: edits.append(change["name"]) if change["new"] else None,
+                   names=["_py2js_addTraces", "_py2js_relayout", "_py2js_update"])
+    reference = go.FigureWidget(fig).to_plotly_json()
+    # build on a widget we observe: same steps as figure_widget, which returns a fresh one
+    built = figure_widget(fig).to_plotly_json()
+    for trace in reference["data"] + built["data"]:
+        trace.pop("uid")
+    assert built == reference
+    widget.add_traces(list(fig.data))
+    widget.update_layout(fig.layout.to_plotly_json())
+    assert edits == ["_py2js_addTraces", "_py2js_update"]
+    assert figure_widget(fig)._widget_data == [] and "height" not in figure_widget(fig)._widget_layout

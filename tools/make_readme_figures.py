@@ -1,4 +1,4 @@
-"""Remake the README's pictures from a real run: docs/feature_maps.jpg and docs/predictions.jpg.
+"""Remake the README's pictures from a real run: docs/feature_maps.jpg, docs/predictions.jpg, docs/style_transfer.jpg.
 
     .venv/bin/python tools/make_readme_figures.py
 
@@ -7,6 +7,11 @@ demo uses, ``best_backbone()``: VGG-19 when its ImageNet file is cached, else th
 EfficientNet-Lite0 (the script prints which; the label is on each picture). They are saved as modest
 JPEGs (at most MAX_WIDTH px wide, under MAX_BYTES) so the repository stays small. docs/corpus.jpg is the
 demo's corpus figure and can be remade the same way (``--corpus``).
+
+docs/style_transfer.jpg is not the demo's: it is Gatys transfer with the same settings on two networks,
+the bundled ImageNet EfficientNet-Lite0 and a random-init VGG-19 (what every figure showed before artlab
+bundled trained weights), so the README shows what training gives a style transfer (``--no-transfer``
+skips it: the random VGG-19 takes about half a minute).
 """
 
 from __future__ import annotations
@@ -51,11 +56,37 @@ def predictions_png(ctx, path: Path) -> Path:
     return save_figure(preds.plot(columns=3), path)
 
 
+def transfer_png(path: Path, size: int = 192, steps: int = 60) -> Path:
+    """The chelsea photo in the style of the brush-painted coffee cup (both from the sample corpus), 60 L-BFGS
+    steps at 192 px with each network's default layers and weights: ImageNet EfficientNet-Lite0 vs VGG-19 with
+    random weights (labelled as such)."""
+    import time
+
+    from artlab.data import sample_corpus
+    from artlab.figures import image_row, save_figure
+    from artlab.images import load_image
+    from artlab.models import backbone
+    from artlab.transfer import transfer
+
+    corpus = sample_corpus()
+    content = load_image(corpus.subset(style="photo", subject="chelsea").paths[0])
+    style = load_image(corpus.subset(style="brush", subject="coffee").paths[0])
+    images = {"content (photo)": content, "style (brush painting)": style}
+    for model in (backbone("efficientnet_lite0"), backbone("vgg19", weights=None)):
+        t0 = time.perf_counter()
+        images[model.label.replace("random init (seed 0)", "RANDOM weights")] = transfer(
+            content, style, model, size=size, steps=steps)
+        print(f"{model.label}: {steps} steps at {size} px in {time.perf_counter() - t0:.1f} s")
+    fig = image_row(images, title=f"Gatys style transfer, {steps} L-BFGS steps at {size} px, same settings")
+    return save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     from artlab import demo
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", action="store_true", help="also remake docs/corpus.jpg")
+    parser.add_argument("--no-transfer", action="store_true", help="do not remake docs/style_transfer.jpg")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         ctx = demo.DemoContext(Path(tmp), quick=False, device="cpu")
@@ -63,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         demo._feature_maps(ctx)
         to_jpeg(Path(tmp) / "feature_maps.png", DOCS / "feature_maps.jpg")
         to_jpeg(predictions_png(ctx, Path(tmp) / "predictions.png"), DOCS / "predictions.jpg")
+        if not args.no_transfer:
+            to_jpeg(transfer_png(Path(tmp) / "style_transfer.png"), DOCS / "style_transfer.jpg")
         if args.corpus:
             demo._corpus(ctx)
             to_jpeg(Path(tmp) / "corpus.png", DOCS / "corpus.jpg")

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-SUMMARY = re.compile(r"=+ (.*) in [\d.]+s")
+SUMMARY = re.compile(r"^(?:=+ )?(\d+ \w+.*?) in [\d.]+s", re.MULTILINE)  # with -q: no "=" rule
 
 
 def _counts(output: str) -> dict[str, int]:

@@ -36,7 +36,7 @@ from artlab.activations import (
 from artlab.images import ensure_image_batch, thumbnail, to_data_url
 from artlab.models import Backbone
 
-from ._common import model_badge
+from ._common import figure_widget, model_badge
 
 __all__ = ["ActivationExplorer"]
 
@@ -235,7 +235,7 @@ class ActivationExplorer(W.VBox):
         fig.update_layout(height=120 * rows + 90, margin={"t": 60, "b": 10, "l": 10, "r": 70},
                           title={"font": {"size": 13}}, plot_bgcolor="white")
         fig.update_annotations(font_size=10)
-        widget = go.FigureWidget(fig)  # built as a plain Figure first: one sync instead of one per trace
+        widget = figure_widget(fig)  # built as a plain Figure first: one addTraces edit for all the traces
         for i, trace in enumerate(widget.data):
             trace.on_click(lambda _trace, points, _state, i=i: self._on_tile_click(i, points))
         return widget
@@ -253,7 +253,7 @@ class ActivationExplorer(W.VBox):
                          scaleanchor="x")
         fig.layout.yaxis2.scaleanchor = "x2"
         fig.update_layout(height=340, margin={"t": 60, "b": 10, "l": 10, "r": 10}, title={"font": {"size": 13}})
-        return go.FigureWidget(fig)
+        return figure_widget(fig)
 
     # ------------------------------------------------------------------ events
     @contextmanager

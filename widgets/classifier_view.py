@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ._common import model_badge
+from ._common import figure_widget, model_badge
 from .embedding_map import ThumbnailStore, _check_embeddings, short_name, thumbnail_grid_html
 
 __all__ = ["ClassifierView"]
@@ -138,12 +138,12 @@ class ClassifierView(W.VBox):
 
     # ------------------------------------------------------------------ views
     def _make_heatmap(self, height: int) -> go.FigureWidget:
-        fig = go.FigureWidget(layout={
+        fig = figure_widget(go.Figure(layout={
             "height": height, "margin": {"t": 60, "b": 60, "l": 110, "r": 20},
             "xaxis": {"title": {"text": "predicted class"}, "side": "bottom", "tickangle": -35},
             "yaxis": {"title": {"text": "true class"}, "autorange": "reversed"},
             "title": {"font": {"size": 13}},
-        })
+        }))
         fig.add_heatmap(z=self.confusion.tolist(), x=self.classes, y=self.classes, colorscale="Blues",
                         texttemplate="%{text}", text=self.confusion.astype(int).astype(str).tolist(),
                         hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",

@@ -28,7 +28,7 @@ from artlab.data import Collection
 from artlab.images import ensure_image_batch, load_images
 from artlab.models import Backbone
 
-from ._common import model_badge
+from ._common import figure_widget, model_badge
 
 __all__ = ["DomainShiftView"]
 
@@ -163,7 +163,7 @@ class DomainShiftView(W.VBox):
         fig.update_layout(height=330, width=210 * len(self.measures) + 60, title={"font": {"size": 13}},
                           margin={"t": 60, "b": 70, "l": 50, "r": 10},
                           title_text=f"{self.names[0]} vs {self.names[1]} per layer · {self.shift.model_label}")
-        widget = go.FigureWidget(fig)
+        widget = figure_widget(fig)
         for index in self._value_traces:
             widget.data[index].on_click(self._on_point_click)
         return widget
@@ -189,7 +189,7 @@ class DomainShiftView(W.VBox):
                           margin={"t": 85, "b": 10, "l": 10, "r": 10}, title={"font": {"size": 12}},
                           plot_bgcolor="white")
         fig.update_annotations(font_size=9)
-        return go.FigureWidget(fig)
+        return figure_widget(fig)
 
     # ------------------------------------------------------------------ events
     def _on_point_click(self, _trace, points, _state) -> None:

@@ -42,7 +42,7 @@ from PIL import Image, ImageOps
 from artlab import embed as _embed
 from artlab.images import load_image, to_pil
 
-from ._common import model_badge
+from ._common import figure_widget, model_badge
 
 __all__ = ["EmbeddingMap", "ExportPathError", "ThumbnailStore", "short_name", "thumbnail_bytes",
            "thumbnail_grid_html"]
@@ -569,7 +569,7 @@ class EmbeddingMap(W.VBox):
             "legend": {"itemclick": False, "itemdoubleclick": False, "font": {"size": 11}},
             "title": {"font": {"size": 13}}, "plot_bgcolor": "white",
         }
-        fig = go.FigureWidget(data=traces, layout=layout)
+        fig = figure_widget(go.Figure(data=traces, layout=layout))
         axis = {"showticklabels": False, "showgrid": False, "zeroline": False, "title": ""}
         if three_d:
             fig.update_scenes(xaxis=axis, yaxis=axis, zaxis=axis)

@@ -26,7 +26,7 @@ from artlab.gram import (
 from artlab.images import ensure_image_batch, to_png_bytes
 from artlab.models import Backbone
 
-from ._common import model_badge, png_image
+from ._common import figure_widget, model_badge, png_image
 
 __all__ = ["GramInspector"]
 
@@ -73,8 +73,8 @@ class GramInspector(W.VBox):
         self.preview = png_image(width="200px")
 
         self.heatmaps = self._make_heatmaps()
-        self.bars = go.FigureWidget(layout={"height": 260, "margin": {"t": 40, "b": 40, "l": 50, "r": 10},
-                                            "title": "style distance per layer", "yaxis": {"type": "log"}})
+        self.bars = figure_widget(go.Figure(layout={"height": 260, "margin": {"t": 40, "b": 40, "l": 50, "r": 10},
+                                            "title": "style distance per layer", "yaxis": {"type": "log"}}))
         self.bars.add_bar(x=self.layers, y=[0.0] * len(self.layers), name="style distance")
 
         for control in (self.layer, self.normalize, self.sort):
@@ -128,7 +128,7 @@ class GramInspector(W.VBox):
     # ------------------------------------------------------------------ views
     def _make_heatmaps(self) -> go.FigureWidget:
         titles = (f"Gram {self.names[0]}", f"Gram {self.names[1]}", f"{self.names[0]} − {self.names[1]}")
-        fig = go.FigureWidget(make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.06))
+        fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.06)
         for col in (1, 2):
             fig.add_heatmap(z=[[0]], colorscale="Viridis", coloraxis="coloraxis", row=1, col=col)
         fig.add_heatmap(z=[[0]], colorscale="RdBu", zmid=0, showscale=True, colorbar={"x": 1.02}, row=1, col=3)
@@ -136,7 +136,7 @@ class GramInspector(W.VBox):
                           coloraxis={"colorscale": "Viridis", "colorbar": {"x": 0.64, "len": 0.9}})
         for axis in ("yaxis", "yaxis2", "yaxis3"):
             fig.layout[axis].autorange = "reversed"
-        return fig
+        return figure_widget(fig)  # built as a plain Figure first, then sent as one set of edits
 
     def _refresh(self, _change=None) -> None:
         channels = self.gram_set(0).grams[self.layer.value].shape[0]

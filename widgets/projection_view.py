@@ -31,7 +31,7 @@ from artlab.stylegan.project import prepare_target, project
 from artlab.stylegan.walks import save_walk, walk_to_class
 from artlab.weights import cached_path, find_known
 
-from ._common import png_image
+from ._common import figure_widget, png_image
 from .latent_explorer import class_names, display_png, free_name, generator_badge
 
 __all__ = ["ProjectionView", "resolve_perceptual", "walk_to_class"]
@@ -150,12 +150,12 @@ class ProjectionView(W.VBox):
         self.target_view.value = display_png(self.target, self.display_size)
         self.recon_view = png_image(width=f"{self.display_size}px")
         self.recon_caption = W.HTML('<span style="color:#555">reconstruction</span>')
-        self.curve = go.FigureWidget(layout={
+        self.curve = figure_widget(go.Figure(layout={
             "height": 260, "width": 440, "margin": {"t": 40, "b": 40, "l": 60, "r": 10},
             "title": {"text": f"distance per step · {self.perceptual_label}",
                       "font": {"color": colour, "size": 12}},
             "xaxis": {"title": "step"}, "yaxis": {"title": "LPIPS" if "LPIPS" in self.perceptual_label else "distance"},
-        })
+        }))
         self.curve.add_scatter(x=[], y=[], mode="lines", name="lpips")
 
         self.walk_class = W.Dropdown(options=list(zip(self.class_names, range(G.c_dim))),

@@ -38,7 +38,7 @@ from artlab.images import ensure_image_batch, load_image, save_image, thumbnail,
 from artlab.models import Backbone, best_backbone, default_layer_weights
 from artlab.transfer import TransferSettings, save_gif, stylize
 
-from ._common import model_badge, png_image
+from ._common import figure_widget, model_badge, png_image
 
 __all__ = ["TransferLab"]
 
@@ -245,12 +245,12 @@ class TransferLab(W.VBox):
     def _build_views(self) -> None:
         self.preview = png_image(width="256px")
         self.preview.value = to_png_bytes(thumbnail(self.content, 512))
-        self.curves = go.FigureWidget(layout={
+        self.curves = figure_widget(go.Figure(layout={
             "height": 300, "width": 520, "margin": {"t": 40, "b": 40, "l": 60, "r": 10},
             "title": f"loss per term · {self.model.label}",
             "xaxis": {"title": "step"}, "yaxis": {"type": "log", "title": "weighted loss"},
             "legend": {"orientation": "h", "y": -0.2},
-        })
+        }))
         for _attr, name in TERMS:
             self.curves.add_scatter(x=[], y=[], mode="lines", name=name)
         if not getattr(self.model, "pretrained", False):
