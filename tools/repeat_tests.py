@@ -8,7 +8,8 @@ that were green or red by timing): a flaky test shows up as a failed run among N
 
 Each run is a fresh ``python -m pytest -q -p no:cacheprovider`` process (from the
 current directory, so a copy of the repository without ``../shared`` beside it
-tests that case); its full output goes to ``LOG_DIR/run-NN.log``, and one summary
+tests that case); its full output goes to ``LOG_DIR/run-NN.log`` and its temporary files
+(failure screenshots, server logs) stay in ``LOG_DIR/run-NN-tmp``; one summary
 line per run, then the totals, to stdout. Exit status 0 when every run passed.
 """
 
@@ -56,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i in range(1, args.runs + 1):
             t0 = time.monotonic()
-            proc = subprocess.run([args.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.paths],
+            # each run's temporary files (failure screenshots, server logs) kept beside its log
+            basetemp = (args.log_dir / f"run-{i:02d}-tmp").resolve()
+            proc = subprocess.run([args.python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                   f"--basetemp={basetemp}", *args.paths],
                                   capture_output=True, text=True)
             output = proc.stdout + proc.stderr
             (args.log_dir / f"run-{i:02d}.log").write_text(output)
