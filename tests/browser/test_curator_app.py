@@ -31,7 +31,8 @@ _PLOT_STATE_JS = """() => {
   const images = gd._fullData[0];  // the map's points: the first trace
   const canvases = Array.from(gd.querySelectorAll('canvas')).filter(c => c.width > 0 && c.height > 0);
   const box = gd.querySelector('.nsewdrag');
-  return {points: images ? images._length : 0, canvases: canvases.length,
+  const title = gd._fullLayout.title ? gd._fullLayout.title.text || '' : '';
+  return {points: images ? images._length : 0, canvases: canvases.length, title: title,
           dragbox: box ? box.getBoundingClientRect().toJSON() : null};
 }"""
 
@@ -148,13 +149,23 @@ def test_explore_page_embeds_then_maps_and_selection_fills_the_grid(app_page, ex
     print(f"[timing] progress shown after {time.monotonic() - t0:.1f}s: {first['status']!r}")
     (tmp_path / "release").touch()  # let the held embedding go on
 
-    # 2. then the map: a WebGL scatter with one point per image, the bar gone
+    # 2. then the map: a WebGL scatter with one point per image, the bar gone. It opens on PCA and
+    # moves its points to UMAP when the background fit is done; a box dragged while they move is
+    # lost with the redraw, so the test waits for the final layout (the title says UMAP, no "until")
     def map_ready():
         plot = page.evaluate(_PLOT_STATE_JS)
         return plot if plot and plot["points"] == 12 and plot["canvases"] and plot["dragbox"] else None
 
     plot = _poll(map_ready, "the scatter with 12 points", 180)
-    print(f"[timing] map shown after {time.monotonic() - t0:.1f}s")
+    print(f"[timing] map shown after {time.monotonic() - t0:.1f}s: {plot['title']!r}")
+
+    def final_layout():
+        plot = page.evaluate(_PLOT_STATE_JS)
+        settled = plot and " UMAP " in plot["title"] and "until" not in plot["title"]
+        return plot if settled and plot["points"] == 12 and plot["dragbox"] else None
+
+    plot = _poll(final_layout, "the map in its UMAP layout", 180)
+    print(f"[timing] UMAP layout after {time.monotonic() - t0:.1f}s")
     final = page.evaluate(_PROGRESS_JS)
     assert not final["bar"] and re.search(r"12 images embedded \(12 computed", final["status"]), final
 
