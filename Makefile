@@ -1,9 +1,11 @@
 # Thin wrappers over dev.sh (which also works where make is not installed).
-.PHONY: demo test lab bench setup clean
+.PHONY: demo test test-fast lab bench setup clean
 demo:
 	@bash dev.sh demo
 test:
 	@bash dev.sh test
+test-fast:
+	@bash dev.sh test-fast
 lab:
 	@bash dev.sh lab
 bench:

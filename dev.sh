@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # artlab developer entry point: sets up .venv idempotently, then runs a task.
 #   ./dev.sh demo [--quick]   build the environment and run the tour (writes artlab-demo/index.html)
-#   ./dev.sh test [pytest args]  build the environment and run the whole test suite
+#   ./dev.sh test [pytest args]  build the environment and run the whole test suite (25 slowest listed)
+#   ./dev.sh test-fast [pytest args]  the same without browser, notebook and slow tests (< 2 min on 2 cores)
 #   ./dev.sh lab              JupyterLab on notebooks/
 #   ./dev.sh bench            the benchmarks
 #   ./dev.sh setup            only the environment
@@ -79,9 +80,14 @@ case "$task" in
   test)
     setup
     browser
-    exec "$BIN/python" -m pytest "$@"
+    exec "$BIN/python" -m pytest --durations=25 "$@"
+    ;;
+  test-fast)
+    # The edit-run loop: no Chromium, no headless notebooks, nothing marked slow (so no browser setup).
+    setup
+    exec "$BIN/python" -m pytest -m "not browser and not notebook and not slow" "$@"
     ;;
   lab) setup; exec "$BIN/artlab" lab "$@" ;;
   bench) setup; exec "$BIN/python" benchmarks/run.py "$@" ;;
-  *) sed -n '2,8p' "$0"; exit 2 ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

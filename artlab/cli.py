@@ -63,14 +63,14 @@ def _cmd_explore(args: argparse.Namespace) -> int:
 def _cmd_corpus(args: argparse.Namespace) -> int:
     from artlab.data import sample_corpus
 
-    corpus = sample_corpus(rebuild=args.rebuild)
+    corpus = sample_corpus(rebuild=args.rebuild, progress=True)
     print(corpus.summary())
     print(corpus.root)
     return 0
 
 
 def _cmd_weights(args: argparse.Namespace) -> int:
-    from artlab import weights
+    from artlab import catalogue, weights
 
     if args.action == "where":
         print(weights.cache_dir())
@@ -85,7 +85,7 @@ def _cmd_weights(args: argparse.Namespace) -> int:
 
         rows = [
             (f.key, f"{f.size_mb:.0f} MB" if f.size_mb else "?", f.filename, status(f))
-            for f in weights.known_files()
+            for f in catalogue.known_files()
         ]
         header = ("name", "size", "file", "status")
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
@@ -96,9 +96,9 @@ def _cmd_weights(args: argparse.Namespace) -> int:
         return 0
     try:
         if args.action == "import":
-            print(f"imported -> {weights.import_file(args.file, overwrite=args.force)}")
+            print(f"imported -> {catalogue.import_file(args.file, overwrite=args.force)}")
         elif args.action == "download":
-            print(weights.download(weights.find_known(args.name)))
+            print(weights.download(catalogue.find_known(args.name), progress=True))
     except weights.WeightsError as exc:
         print(f"artlab weights {args.action}: {exc}", file=sys.stderr)
         return 1

@@ -448,7 +448,7 @@ def sample_corpus(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     rebuild: bool = False,
-    progress: bool = True,
+    progress: bool = False,
 ) -> Collection:
     """The built-in labelled corpus: photographs and the same photographs painted.
 

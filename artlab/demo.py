@@ -50,7 +50,7 @@ class DemoContext:
     def corpus(self):
         from artlab.data import sample_corpus
 
-        return sample_corpus(seed=self.seed)
+        return sample_corpus(seed=self.seed, progress=True)  # the demo is an app: it shows its progress
 
     @cached_property
     def model(self):

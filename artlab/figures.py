@@ -8,8 +8,11 @@ feature maps are never mistaken for an ImageNet-trained one's.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import matplotlib
 import torch
@@ -26,12 +29,14 @@ from artlab.models import Backbone, features
 __all__ = [
     "ArtlabFigure",
     "stamp_model",
+    "model_tag",
     "corpus_grid",
     "feature_map_grid",
     "feature_mosaic",
-    "top_channels",
+    "most_active_channels",
     "image_row",
     "style_distance_bars",
+    "ratio_sweep_figure",
     "save_figure",
 ]
 
@@ -49,6 +54,12 @@ class ArtlabFigure(Figure):
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
         return buffer.getvalue()
+
+
+def model_tag(model: Backbone | None = None, label: str | None = None, pretrained: bool = False) -> Any:
+    """What :func:`stamp_model` needs (``label``, ``pretrained``): the model itself, or a stand-in made from a
+    stored label (a result loaded from disk keeps the label of the network that computed it, not the network)."""
+    return model if model is not None else SimpleNamespace(label=label, pretrained=pretrained)
 
 
 def stamp_model(fig: Figure, model: Backbone) -> Figure:
@@ -91,10 +102,19 @@ def corpus_grid(collection: Collection, *, columns: str = "style", rows: str = "
     return fig
 
 
-def top_channels(activation: Tensor, k: int) -> list[int]:
-    """The ``k`` channels with the largest mean activation (for one 1×C×H×W map)."""
+def most_active_channels(activation: Tensor, k: int) -> list[int]:
+    """The ``k`` channels with the largest mean activation in the first image of ``activation`` (N×C×H×W),
+    strongest first: which maps a figure shows. (:func:`artlab.activations.top_channels` ranks by any
+    statistic, averaged over a batch.)"""
     energy = activation[0].float().flatten(1).mean(1)
     return torch.topk(energy, min(k, energy.numel())).indices.tolist()
+
+
+def top_channels(activation: Tensor, k: int) -> list[int]:
+    """Deprecated name of :func:`most_active_channels` (it collided with :func:`artlab.activations.top_channels`)."""
+    warnings.warn("artlab.figures.top_channels is deprecated; use artlab.figures.most_active_channels",
+                  DeprecationWarning, stacklevel=2)
+    return most_active_channels(activation, k)
 
 
 def feature_map_grid(
@@ -122,7 +142,7 @@ def feature_map_grid(
             act = acts[layer][i : i + 1].detach().float().cpu()
             row[0].imshow(picture)
             row[0].set_ylabel(f"{name}\n{layer}", fontsize=8)
-            for c, ch in enumerate(top_channels(act, channels)):
+            for c, ch in enumerate(most_active_channels(act, channels)):
                 fmap = act[0, ch].numpy()
                 row[c + 1].imshow(fmap, cmap="viridis", vmin=float(fmap.min()), vmax=float(fmap.max()) + 1e-12)
                 row[c + 1].set_title(f"ch {ch}", fontsize=7)
@@ -205,5 +225,27 @@ def style_distance_bars(distances: Mapping[str, Mapping[str, float]], model: Bac
     ax.set_ylabel("Gram distance (mean squared)")
     ax.legend(fontsize=8)
     fig.suptitle(f"{title} · {model.label}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return stamp_model(fig, model)
+
+
+def ratio_sweep_figure(content: Tensor, style: Tensor, results: Sequence[tuple[float, Tensor]], *, steps: int,
+                       model: Backbone) -> Figure:
+    """Content, style, then one style-transfer result per style/content weight ratio β/α, in one row.
+
+    ``results``: (ratio, image) pairs, as :func:`artlab.transfer.ratio_sweep` returns them;
+    ``steps`` (the steps each run took) and the model's label go into the title, and the
+    model is stamped at the foot (red for random weights).
+    """
+    panels = [("content", content), ("style", style)]
+    panels += [(f"β/α = {ratio:.0e}", image) for ratio, image in results]
+    fig = ArtlabFigure(figsize=(2.2 * len(panels), 2.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, image) in zip(axes, panels):
+        ax.imshow(to_numpy_hwc(image)[0])
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"Style transfer: the style/content ratio · {steps} steps · {model.label}", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return stamp_model(fig, model)

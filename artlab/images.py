@@ -34,7 +34,7 @@ import warnings
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Union
+from typing import IO, Union
 
 import numpy as np
 import torch
@@ -58,6 +58,8 @@ __all__ = [
     "thumbnail",
     "to_png_bytes",
     "to_data_url",
+    "open_regular",
+    "open_image",
 ]
 
 #: Largest width × height :func:`load_image` decodes unless told otherwise.
@@ -509,12 +511,12 @@ def _load_file(path_like: object, max_pixels: int | None, background: np.ndarray
             path, "empty file (0 bytes)", "the file was probably only partly downloaded or copied; re-create it"
         )
 
-    handle = _open_regular(raw, path)
+    handle = open_regular(raw, path)
     with handle:
         return _decode_handle(handle, path, max_pixels, background, fit)
 
 
-def _open_regular(raw: str | bytes, path: str) -> io.BufferedReader:
+def open_regular(raw: str | bytes, path: str) -> io.BufferedReader:
     """``raw`` opened for reading if it is a regular file; ImageLoadError otherwise (never blocks)."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
@@ -537,16 +539,19 @@ def _open_regular(raw: str | bytes, path: str) -> io.BufferedReader:
         raise
 
 
-def _decode_handle(
-    handle: io.BufferedReader, path: str, max_pixels: int | None, background: np.ndarray, fit: _Fit | None
-) -> np.ndarray:
-    """Parse the header of an open image file (PIL's pixel limit lifted, see _PIL_OPEN_LOCK) and decode it."""
+def open_image(handle: IO[bytes], path: str) -> Image.Image:
+    """PIL's lazy image of an open file or byte stream: the header parsed, nothing decoded yet.
+
+    PIL's own pixel limit is lifted for the call (artlab checks ``max_pixels`` itself,
+    before decoding: see ``_PIL_OPEN_LOCK``); what cannot be parsed raises
+    :class:`ImageLoadError` naming ``path``, worded as :func:`load_image` words it.
+    """
     try:
         with _PIL_OPEN_LOCK:
             saved_limit = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = None  # checked by _decode_pil against max_pixels instead
             try:
-                img = Image.open(handle)
+                return Image.open(handle)
             finally:
                 Image.MAX_IMAGE_PIXELS = saved_limit
     except Image.UnidentifiedImageError:
@@ -567,7 +572,13 @@ def _decode_handle(
         raise ImageLoadError(
             path, f"truncated or corrupt image header ({err})", "re-download or re-export the file"
         ) from None
-    with img:
+
+
+def _decode_handle(
+    handle: io.BufferedReader, path: str, max_pixels: int | None, background: np.ndarray, fit: _Fit | None
+) -> np.ndarray:
+    """Parse the header of an open image file (:func:`open_image`) and decode it."""
+    with open_image(handle, path) as img:
         return _decode_pil(img, max_pixels, background, path, None, fit)
 
 

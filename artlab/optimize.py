@@ -77,6 +77,7 @@ __all__ = [
     "available_memory",
     "estimate_memory",
     "largest_side",
+    "deepest_layer",
     "check_memory",
 ]
 
@@ -266,6 +267,15 @@ class ImageOptimizer:
             self._consider(loss, first.image)
         return OptimizerStep(loss, terms, self.best_loss, "nonfinite")
 
+    def forget_curvature(self) -> None:
+        """Clear L-BFGS's curvature memory (a restart from steepest descent; nothing to do for Adam).
+
+        For callers that undo a step interrupted halfway: torch updates the curvature pairs
+        in place before the line search, so an interrupted step may leave them half-written.
+        """
+        if self.optimizer == "lbfgs":
+            self._opt.state.clear()  # as step() does after a step without progress
+
     def evaluate(self) -> float:
         """Score the current image (no gradient) and keep it if it is the best; returns its loss.
 
@@ -369,8 +379,9 @@ def _address_space_free() -> int | None:
     return None
 
 
-def _deepest_layer(model: Backbone, layers: Sequence[str]) -> str:
-    return max((model.resolve_layer(layer) for layer in layers), key=lambda name: model._index[name])
+def deepest_layer(model: Backbone, layers: Sequence[str]) -> str:
+    """The canonical name of the deepest of ``layers`` (the one a forward pass must reach for all of them)."""
+    return model.deepest(layers)
 
 
 def _activation_elements(model: Backbone, deepest: str) -> int:
@@ -423,7 +434,7 @@ def estimate_memory(
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(map(repr, OPTIMIZERS))}")
     h, w = int(size[0]), int(size[1])
-    per_pixel = _activation_elements(model, _deepest_layer(model, layers)) / (_PROBE * _PROBE)
+    per_pixel = _activation_elements(model, deepest_layer(model, layers)) / (_PROBE * _PROBE)
     forward = max([1.5 * per_pixel * h * w] + [per_pixel * int(th) * int(tw) for th, tw in targets])
     pixels = 3 * h * w
     vectors = (2 * history_size + 6) if optimizer == "lbfgs" else 4

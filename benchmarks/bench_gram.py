@@ -21,7 +21,7 @@ import warnings
 
 import torch
 
-from artlab.gram import ReceptiveFieldWarning, _texture_loss, compute_grams, gram, synthesize_texture
+from artlab.gram import ReceptiveFieldWarning, compute_grams, gram, synthesize_texture, texture_loss
 from artlab.models import backbone, features
 from run import timeit
 
@@ -94,7 +94,7 @@ def _compiled_adam_steps(model, target, steps: int, lr: float = 0.05):
     """Adam on torch.compile(loss): the same loop as synthesize_texture's, by hand (yields loss per step)."""
     targets = {k: v.detach() for k, v in target.grams.items()}
     weights = {k: 1 / len(targets) for k in targets}
-    loss_fn = torch.compile(lambda x: _texture_loss(model, x, targets, weights, target.normalize)[0])
+    loss_fn = torch.compile(lambda x: texture_loss(model, x, targets, weights, target.normalize)[0])
     x = torch.rand(1, 3, *target.image_size, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
     best = math.inf

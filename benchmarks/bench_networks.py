@@ -103,7 +103,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-for _path in (HERE, HERE.parent):  # bench_transfer is a sibling; widgets/ lives at the repository root
+for _path in (HERE, HERE.parent):  # bench_transfer is a sibling; the repository root holds tools/
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
@@ -200,7 +200,7 @@ def _step_rows(models: dict, sizes: list[int], steps: int, repeats: int) -> list
 
 
 def _preview_row(models: dict, size: int, repeats: int, tmp: Path) -> dict:
-    from widgets.transfer_lab import TransferLab
+    from artlab.widgets.transfer_lab import TransferLab
 
     content, style = _images(size)
     seconds = {name: [] for name in models}

@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from artlab.stylegan import Generator, project, z_from_seeds
+from artlab.stylegan import Generator, ProjectionSettings, project, z_from_seeds
 from run import timeit
 
 CONFIGS = {
@@ -85,7 +85,8 @@ def _projection_rows(quick: bool) -> list[dict]:
         G, label = _generator(res, quick)
         target = torch.rand(1, 3, res, res, generator=torch.Generator().manual_seed(0))
         steps = 3 if quick else 6
-        run = project(G, target, steps=steps, perceptual="lpips-vgg-random", n_w_samples=1000, preview_every=10**6)
+        settings = ProjectionSettings(steps=steps, perceptual="lpips-vgg-random", n_w_samples=1000, preview_every=10**6)
+        run = project(G, target, settings)
         times = []
         t0 = time.perf_counter()
         for _ in run:

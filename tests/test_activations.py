@@ -21,16 +21,6 @@ from artlab.models import backbone, features
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def tiny() -> torch.nn.Module:
-    return backbone("tiny_vgg", weights=None, seed=0)
-
-
-@pytest.fixture(scope="module")
-def tiny_resnet():
-    return backbone("tiny_resnet", weights=None, seed=0)
-
-
 def _count_forwards(model) -> list[int]:
     """A counter incremented by every forward pass of ``model`` (remove the hook yourself)."""
     calls = [0]
@@ -346,6 +336,7 @@ def test_layer_spectra_and_plot(tiny):
 # --------------------------------------------------------------------------- domain shift
 
 
+@pytest.mark.slow
 def test_domain_shift_on_the_sample_corpus_is_a_tidy_reproducible_table(tiny, corpus):
     paintings, photos = corpus.subset(domain="painting"), corpus.subset(domain="photo")
     store = act.FeatureStore()
@@ -485,6 +476,33 @@ def test_domain_shift_with_a_resnet(tiny_resnet):
     cache = act.ActivationCache()
     maps = cache.get(tiny_resnet, smooth[:1], ["layer2", "layer4"])
     assert maps["layer2"].shape[1] == 128 and cache.forwards == 1
+
+
+def test_the_result_picks_example_images_and_reloads_its_sets(tiny, corpus):
+    from artlab.images import load_images
+
+    photos, noise = corpus.subset(domain="photo"), _images("noise", 5, 40, seed=3)
+    with pytest.warns(act.SmallSampleWarning):
+        shift = act.domain_shift(photos, noise, tiny, ["relu2_1"], size=32, n_boot=2, n_perm=5, progress=False,
+                                 measures=["kid"])
+    images = (shift.measured_images(0, photos), shift.measured_images(1, noise))
+    assert torch.equal(images[0], load_images(photos.paths, 32)) and torch.equal(images[1], load_images(list(noise[:, None]), 32))
+    for which, pooled in enumerate((shift.features_a["relu2_1"], shift.features_b["relu2_1"])):
+        # the candidates hold each channel's most activating images (example_maps' ranking on the whole set)
+        channels = [0, 5]
+        candidates = shift.example_candidates(which, "relu2_1", channels, k=2)
+        assert candidates == sorted(candidates) and len(candidates) <= 4
+        for channel in channels:
+            _, best = act.example_maps(tiny, images[which], "relu2_1", channel, k=2)
+            np.testing.assert_allclose(np.sort(pooled[candidates, channel].numpy())[-2:],
+                                       np.sort(pooled[best, channel].numpy()), rtol=1e-5)
+    assert shift.example_candidates(1, "relu2_1", [3], k=50) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="set B: 4 images given but the shift was computed on 5"):
+        shift.measured_images(1, noise[:4])
+    with pytest.raises(ValueError, match="which must be 0"):
+        shift.example_candidates(2, "relu2_1", [0], k=1)
+    with pytest.raises(ValueError, match="no features for layer 'relu3_1'"):
+        shift.example_candidates(0, "relu3_1", [0], k=1)
 
 
 def test_domain_shift_on_real_paintings_and_photos(tiny, shared_data):

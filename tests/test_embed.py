@@ -18,7 +18,10 @@ import pandas as pd
 import pytest
 import torch
 
+from artlab.embed import classify as C
 from artlab import embed as E
+from artlab.embed import cache as embed_cache
+from artlab.embed import embeddings as EM
 from artlab.data import Collection
 from artlab.figures import ArtlabFigure
 from artlab.gram import gram
@@ -32,16 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return backbone("tiny_vgg", weights=None, seed=0)
-
-
-@pytest.fixture(scope="module")
-def tiny_resnet():
-    return backbone("tiny_resnet", weights=None, seed=0)
 
 
 class _ForwardCounter:
@@ -103,7 +96,8 @@ def test_embed_a_collection_then_read_it_back_from_the_cache(tiny, corpus, tmp_p
 
     seen = []
     with _ForwardCounter(tiny) as count:
-        again = _embed(corpus, tiny, tmp_path, layer="relu3_1", on_progress=lambda d, t: seen.append((d, t)))
+        again = _embed(corpus, tiny, tmp_path, layer="relu3_1",
+                       on_progress=lambda stage, d, t: seen.append((d, t)))
     assert count.calls == 0 and (again.n_cached, again.n_computed) == (36, 0)
     assert seen == [(36, 36)]
     assert np.array_equal(again.vectors, emb.vectors)
@@ -164,7 +158,7 @@ _KILL_SCRIPT = textwrap.dedent("""
     from artlab.embed import embed
     from artlab.models import backbone
 
-    def hold(done, total):
+    def hold(stage, done, total):
         print(f"BATCH {done} {total}", flush=True)
         time.sleep(120)  # the parent kills us here, after the first batch was written
 
@@ -173,6 +167,7 @@ _KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_killed_run_loses_nothing_and_the_next_call_computes_only_the_rest(tiny, tmp_path):
     paths = _folder(tmp_path / "images", 10)
     cache = tmp_path / "cache"
@@ -206,7 +201,7 @@ def test_stopping_from_the_callback_keeps_finished_batches_and_many_shards_are_m
     _folder(tmp_path / "images", 9)
     cache = tmp_path / "cache"
 
-    def stop(done, total):
+    def stop(stage, done, total):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -214,7 +209,7 @@ def test_stopping_from_the_callback_keeps_finished_batches_and_many_shards_are_m
     assert len(_shards(cache)) == 1
     seen = []
     emb = E.embed(tmp_path / "images", tiny, size=32, batch_size=1, cache_dir=cache, progress=False,
-                  on_progress=lambda d, t: seen.append((d, t)))
+                  on_progress=lambda stage, d, t: seen.append((d, t)))
     assert seen == [(d, 9) for d in range(3, 10)] and emb.n_computed == 7
     # 1 + 7 shards: below the merge threshold; one more small run pushes it over
     assert len(_shards(cache)) == 8
@@ -235,7 +230,7 @@ def test_stopping_from_the_callback_keeps_finished_batches_and_many_shards_are_m
     # ... moved out of the way (reported once, not on every run) and checksummed shards left in its place
     assert not any("cache shard" in n for n in E.embed(tmp_path / "images", tiny, size=32, cache_dir=cache,
                                                        progress=False).notes)
-    assert all(E._SHARD_NAME.match(p.name) for p in _shards(cache))
+    assert all(embed_cache._SHARD_NAME.match(p.name) for p in _shards(cache))
 
 
 def test_duplicates_renames_and_changed_folders(tiny, tmp_path):
@@ -354,7 +349,7 @@ def test_csv_writes_names_that_are_not_utf8_losslessly(tiny, tmp_path):
     assert path.endswith("/caf\\xe9 \\\\ é.png")  # readable: the byte escaped, the backslash doubled
     assert os.fsencode(os.fsdecode(codecs.escape_decode(path.encode())[0])) == raw  # lossless
     assert sorted(back["label"]) == ["\\xffclass", "a"]
-    assert list(back["path"]) == [E._escape_text(p) for p in emb.paths]
+    assert list(back["path"]) == [EM._escape_text(p) for p in emb.paths]
 
 
 # --------------------------------------------------------------------------- maps
@@ -373,10 +368,11 @@ def umap_maps(corpus_vectors):
         "2d": E.umap_2d(corpus_vectors, seed=0),
         "2d again": E.umap_2d(corpus_vectors, seed=0),
         "2d seed 1": E.umap_2d(corpus_vectors, seed=1),
-        "3d": E.project("umap", corpus_vectors, dims=3, seed=0, pca=None, metric="euclidean"),
+        "3d": E.map_points("umap", corpus_vectors, dims=3, seed=0, pca=None, metric="euclidean"),
     }
 
 
+@pytest.mark.slow
 def test_umap_maps_are_seeded_and_reproducible(umap_maps):
     seconds, maps = umap_maps
     assert seconds > 0
@@ -393,11 +389,11 @@ def test_pca_and_tsne_maps(corpus_vectors):
     centred = corpus_vectors.vectors - corpus_vectors.vectors.mean(0)
     top = np.linalg.svd(centred, full_matrices=False)[1][:2] ** 2
     np.testing.assert_allclose((xy.astype(np.float64) ** 2).sum(0), top, rtol=1e-3)  # the two largest variances
-    assert E.pca_3d(corpus_vectors).shape == (36, 3) and E.project("pca", np.eye(2, 5), dims=3).shape == (2, 3)
+    assert E.pca_3d(corpus_vectors).shape == (36, 3) and E.map_points("pca", np.eye(2, 5), dims=3).shape == (2, 3)
     t1 = E.tsne_2d(corpus_vectors, seed=0)
-    assert t1.shape == (36, 2) and np.array_equal(t1, E.project("tsne", corpus_vectors, seed=0))
+    assert t1.shape == (36, 2) and np.array_equal(t1, E.map_points("tsne", corpus_vectors, seed=0))
     with pytest.raises(ValueError, match="unknown method"):
-        E.project("mds", corpus_vectors)
+        E.map_points("mds", corpus_vectors)
     with pytest.raises(ValueError, match="NaN"):
         E.pca_2d(np.array([[0.0, np.nan], [1.0, 2.0]]))
 
@@ -459,16 +455,16 @@ def test_linear_probe_separable_and_random_labels():
     labels = ["monet", "seurat", "turner"] * 10
     centres = {"monet": 0, "seurat": 1, "turner": 2}
     x = rng.normal(size=(30, 6)) + 6 * np.eye(6)[[centres[v] for v in labels]]  # six standard deviations apart
-    probe = E.linear_probe(_synthetic(x, labels), folds=5, seed=0)
+    probe = C.linear_probe(_synthetic(x, labels), folds=5, seed=0)
     assert probe.accuracy == 1.0 and probe.balanced_accuracy == 1.0 and probe.folds == 5
     assert probe.classes == ["monet", "seurat", "turner"] and probe.chance == pytest.approx(1 / 3)
     assert np.array_equal(probe.confusion, np.diag([10, 10, 10])) and probe.misclassified == []
     assert set(probe.report.index) >= {"monet", "seurat", "turner", "macro avg"}
     assert len(probe.fold_accuracies) == 5 and probe.accuracy_std == 0.0
-    noise = E.linear_probe(_synthetic(rng.normal(size=(30, 6)), labels), folds=5, seed=0)
+    noise = C.linear_probe(_synthetic(rng.normal(size=(30, 6)), labels), folds=5, seed=0)
     assert noise.accuracy < 0.7 and noise.confusion.sum() == 30
     assert len(noise.misclassified) == 30 - int(np.trace(noise.confusion))
-    again = E.linear_probe(_synthetic(x, labels), folds=5, seed=0)
+    again = C.linear_probe(_synthetic(x, labels), folds=5, seed=0)
     assert again.fold_accuracies == probe.fold_accuracies and np.array_equal(again.predictions, probe.predictions)
     frame = probe.to_frame()
     assert list(frame.columns) == ["index", "path", "label", "predicted", "correct"] and frame["correct"].all()
@@ -481,31 +477,32 @@ def test_linear_probe_small_classes_missing_labels_and_duplicates():
     rng = np.random.default_rng(1)
     labels = ["a"] * 6 + ["b"] * 3 + ["c"] + [None, None]
     x = rng.normal(size=(12, 4))
-    probe = E.linear_probe(_synthetic(x, labels), folds=5)
+    probe = C.linear_probe(_synthetic(x, labels), folds=5)
     assert probe.folds == 3 and probe.classes == ["a", "b"]
     assert any("3-fold" in n for n in probe.notes) and any("single image" in n and "c" in n for n in probe.notes)
     assert any("2 image(s) without a label" in n for n in probe.notes)
     assert list(probe.predictions[9:]) == [None, None, None] and probe.confusion.sum() == 9
     with pytest.raises(ValueError, match="at least two classes"):
-        E.linear_probe(_synthetic(x, ["a"] * 11 + ["b"]))
+        C.linear_probe(_synthetic(x, ["a"] * 11 + ["b"]))
     with pytest.raises(ValueError, match="no metadata column"):
-        E.linear_probe(_synthetic(x, labels), "artist")
+        C.linear_probe(_synthetic(x, labels), "artist")
     # exact duplicates stay in one fold: a copy in training would make a test image trivially right
     base = rng.normal(size=(12, 4))
     twins = np.concatenate([base, base])
     twin_labels = [str(v) for v in rng.permutation(["x", "y"] * 6)] * 2
     hashes = [f"{i % 12:064x}" for i in range(24)]
-    grouped = E.linear_probe(_synthetic(twins, twin_labels, hashes), folds=4, C=100.0)
-    leaky = E.linear_probe(_synthetic(twins, twin_labels), folds=4, C=100.0)
+    grouped = C.linear_probe(_synthetic(twins, twin_labels, hashes), folds=4, C=100.0)
+    leaky = C.linear_probe(_synthetic(twins, twin_labels), folds=4, C=100.0)
     assert leaky.accuracy > grouped.accuracy
 
 
+@pytest.mark.slow
 def test_linear_probe_on_the_corpus_reads_the_subject_not_the_style(tiny, corpus, tmp_path):
     emb = _embed(corpus, tiny, tmp_path, layer="relu3_1", pooling="mean+std")
-    subject = E.linear_probe(emb, "subject")
-    shuffled = E.linear_probe(emb, list(np.random.default_rng(0).permutation(emb.meta["subject"])))
+    subject = C.linear_probe(emb, "subject")
+    shuffled = C.linear_probe(emb, list(np.random.default_rng(0).permutation(emb.meta["subject"])))
     assert subject.accuracy > 0.8 > shuffled.accuracy + 0.4
-    style = E.linear_probe(emb)  # label = style: random features group images by the photo they came from
+    style = C.linear_probe(emb)  # label = style: random features group images by the photo they came from
     assert style.classes == sorted(set(corpus.labels)) and style.accuracy < subject.accuracy
 
 
@@ -519,7 +516,7 @@ def test_finetune_is_a_seeded_generator_that_ends_with_a_model(tmp_path):
     def run(arch="efficientnet_lite0"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            job = E.finetune(folder, arch=arch, epochs=2, size=32, batch_size=4, seed=0, val_fraction=0.25)
+            job = C.finetune(folder, arch=arch, epochs=2, size=32, batch_size=4, seed=0, val_fraction=0.25)
             steps = list(job)
         return job, steps, caught
 
@@ -544,9 +541,9 @@ def test_finetune_is_a_seeded_generator_that_ends_with_a_model(tmp_path):
     _, again, _ = run()
     assert [s.train_loss for s in again] == [s.train_loss for s in steps]
     with pytest.raises(ValueError, match="two labelled classes"):
-        E.finetune(Collection.from_folder(folder / "monet"), epochs=1, size=32)
+        C.finetune(Collection.from_folder(folder / "monet"), epochs=1, size=32)
     with pytest.raises(ValueError, match="unknown arch"):
-        E.finetune(folder, arch="vit")
+        C.finetune(folder, arch="vit")
 
 
 # --------------------------------------------------------------------------- real paintings
@@ -557,7 +554,7 @@ def test_six_artists_of_the_shared_paintings(tiny, shared_data, tmp_path):
     artists = sorted(p.name for p in (shared_data / "paintings").iterdir() if p.is_dir())
     assert len(emb) == sum(1 for _ in (shared_data / "paintings").rglob("*.jpg")) and not emb.skipped
     assert sorted(set(emb.labels)) == artists and len(artists) == 6
-    probe = E.linear_probe(emb, folds=5)
+    probe = C.linear_probe(emb, folds=5)
     assert probe.confusion.sum() == len(emb) and probe.classes == artists
     table = E.nearest(emb, 0, k=5)
     assert (np.diff(table["similarity"]) <= 1e-9).all()
@@ -571,3 +568,44 @@ def test_pca_matches_scikit_learn_including_signs(shape):
     ours = E.pca_2d(x)
     theirs = PCA(n_components=2, svd_solver="full").fit_transform(x)
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- deprecations and the Run protocol
+
+
+def test_old_two_argument_progress_callback_still_works_with_a_warning(tiny, corpus, tmp_path):
+    seen, staged = [], []
+    with pytest.warns(DeprecationWarning, match=r"on_progress\(stage, done, total\)"):
+        _embed(corpus.subset(range(4)), tiny, tmp_path, batch_size=2, on_progress=lambda d, t: seen.append((d, t)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # the new form does not warn
+        _embed(corpus.subset(range(6)), tiny, tmp_path, batch_size=2, on_progress=lambda *a: staged.append(a))
+    assert seen == [(2, 4), (4, 4)]
+    assert staged == [("embedding", 6, 6)]  # 4 from the cache, then one batch of 2
+
+
+def test_project_and_pca_seed_are_deprecated_aliases():
+    x = np.random.default_rng(0).normal(size=(20, 6))
+    with pytest.warns(DeprecationWarning, match="map_points"):
+        old = E.project("pca", x, dims=3)
+    np.testing.assert_array_equal(old, E.map_points("pca", x, dims=3))
+    with pytest.warns(DeprecationWarning, match="seed"):
+        seeded = E.pca_2d(x, seed=3)
+    np.testing.assert_array_equal(seeded, E.pca_2d(x))  # PCA is exact: the seed never changed anything
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        E.map_points("pca", x, seed=5)  # map_points seeds UMAP and t-SNE only: no warning for PCA
+
+
+def test_finetune_is_a_run_that_can_be_stopped(tmp_path):
+    from artlab.runs import Run
+
+    folder = tmp_path / "images"
+    _folder(folder, 8, classes=("monet", "seurat"), size=40)
+    job = C.finetune(folder, epochs=3, size=32, batch_size=2, seed=0, val_fraction=0.25)
+    assert isinstance(job, Run)
+    first = next(job)
+    assert first.step == 1 and first.model is None
+    job.close()
+    assert job.closed and list(job) == []
+    assert set(job.model.predict(load_images(sorted(folder.rglob("*.png"))[:2], 32))) <= {"monet", "seurat"}

@@ -25,19 +25,15 @@ import torch
 from PIL import Image
 
 from artlab import embed as E
+from artlab.embed import embeddings as EM
+from artlab.embed import file_hashes as FH
 from artlab.cli import main
 from artlab.images import save_image
-from artlab.models import backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = "relu2_1"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return backbone("tiny_vgg", weights=None, seed=0)
 
 
 class _Count:
@@ -165,7 +161,7 @@ def test_nan_rows_in_a_shard_are_rejected_when_read(tiny, tmp_path):
 def test_nan_vectors_are_never_written(tiny, tmp_path, monkeypatch):
     paths = _images(tmp_path / "images", 4)
     cache = tmp_path / "cache"
-    real = E._pooler
+    real = EM.pooler
     calls = []
 
     def nan_for_the_second_image(*args, **kwargs):
@@ -178,13 +174,13 @@ def test_nan_vectors_are_never_written(tiny, tmp_path, monkeypatch):
 
         return pooled
 
-    monkeypatch.setattr(E, "_pooler", nan_for_the_second_image)
+    monkeypatch.setattr(EM, "pooler", nan_for_the_second_image)
     emb = _embed(paths, tiny, cache, batch_size=1)
     assert emb.paths == [str(p) for p in paths if p != paths[1]] and np.isfinite(emb.vectors).all()
     assert [(p, "NaN" in why) for p, why in emb.skipped] == [(str(paths[1]), True)]
     for path in _shards(cache):
         assert np.isfinite(np.load(path)["vector"]).all()
-    monkeypatch.setattr(E, "_pooler", real)
+    monkeypatch.setattr(EM, "pooler", real)
     with _Count(tiny) as count:
         again = _embed(paths, tiny, cache)
     assert count.images == 1 and len(again) == 4  # the NaN was not cached: that image is computed again
@@ -201,20 +197,20 @@ def test_a_file_changed_between_hashing_and_decoding_does_not_poison_its_copies(
     shutil.copy(original, x)
     shutil.copy(original, copy)
     cache = tmp_path / "cache"
-    real = E._content_hashes
+    real = EM._content_hashes
 
     def then_x_changes(*args, **kwargs):
         out = real(*args, **kwargs)
         x.write_bytes(other.read_bytes())  # after hashing, before decoding
         return out
 
-    monkeypatch.setattr(E, "_content_hashes", then_x_changes)
+    monkeypatch.setattr(EM, "_content_hashes", then_x_changes)
     emb = _embed([x, copy], tiny, cache)
-    monkeypatch.setattr(E, "_content_hashes", real)
+    monkeypatch.setattr(EM, "_content_hashes", real)
     want_original, want_other = _fresh([original, other], tiny)
     _same(emb.vectors[0], want_other)  # x: what was decoded
     _same(emb.vectors[1], want_original)  # its former copy: its own bytes
-    assert emb.hashes == [E._sha256_file(other), E._sha256_file(original)]
+    assert emb.hashes == [FH.sha256_file(other), FH.sha256_file(original)]
     # every later copy of the original gets the original's vector
     later = tmp_path / "later.png"
     shutil.copy(original, later)
@@ -227,7 +223,7 @@ def test_same_size_rewrite_with_restored_mtime_is_noticed(tiny, tmp_path, monkey
     """The promise (module docs): a file is re-read unless size, mtime_ns, ctime_ns and inode
     all match; the OS sets ctime on every write and os.utime, so restoring the mtime of a
     same-size rewrite does not hide it."""
-    monkeypatch.setattr(E, "_SETTLED_NS", 0, raising=False)  # trust entries at once, as an hour later
+    monkeypatch.setattr(FH, "_SETTLED_NS", 0, raising=False)  # trust entries at once, as an hour later
     path = tmp_path / "images" / "picture.bmp"
     path.parent.mkdir()
     path.write_bytes(_bmp(0))
@@ -249,14 +245,14 @@ def test_unchanged_files_are_recognised_by_stat_once_settled(tiny, tmp_path, mon
     paths = _images(tmp_path / "images", 3)
     cache = tmp_path / "cache"
     reads = []
-    real = E._hash_file
-    monkeypatch.setattr(E, "_hash_file", lambda path, *a: reads.append(Path(path).name) or real(path, *a))
-    monkeypatch.setattr(E, "_SETTLED_NS", 3600 * 10**9)  # as if the files had been written just now
+    real = FH._hash_file
+    monkeypatch.setattr(FH, "_hash_file", lambda path, *a: reads.append(Path(path).name) or real(path, *a))
+    monkeypatch.setattr(FH, "_SETTLED_NS", 3600 * 10**9)  # as if the files had been written just now
     _embed(paths, tiny, cache)
     assert len(reads) == 3
     _embed(paths, tiny, cache)  # hashed too soon after their last change: not trusted yet
     assert len(reads) == 6
-    monkeypatch.setattr(E, "_SETTLED_NS", 0)
+    monkeypatch.setattr(FH, "_SETTLED_NS", 0)
     _embed(paths, tiny, cache)
     _embed(paths, tiny, cache)
     assert len(reads) == 6  # size, mtime, ctime, inode unchanged and entries signed: not read again
@@ -265,7 +261,7 @@ def test_unchanged_files_are_recognised_by_stat_once_settled(tiny, tmp_path, mon
 
 
 def test_an_edited_file_hashes_json_never_gives_a_file_anothers_vector(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(E, "_SETTLED_NS", 0, raising=False)  # entries would be trusted if they were sound
+    monkeypatch.setattr(FH, "_SETTLED_NS", 0, raising=False)  # entries would be trusted if they were sound
     paths = _images(tmp_path / "images", 3)
     cache = tmp_path / "cache"
     first = _embed(paths, tiny, cache)
@@ -278,7 +274,7 @@ def test_an_edited_file_hashes_json_never_gives_a_file_anothers_vector(tiny, tmp
 
     again = _embed(paths, tiny, cache)
     _same(again.vectors, first.vectors)
-    assert again.hashes == [E._sha256_file(p) for p in paths]
+    assert again.hashes == [FH.sha256_file(p) for p in paths]
 
 
 # --------------------------------------------------------------------------- concurrency
@@ -299,11 +295,12 @@ _CONCURRENT = textwrap.dedent("""
     while not other.exists() and time.time() < deadline:  # start together
         time.sleep(0.01)
     emb = embed(folder, model, "relu2_1", size=32, batch_size=2, cache_dir=cache, progress=False,
-                on_progress=lambda done, total: time.sleep(0.2))  # slow progress: the runs overlap
+                on_progress=lambda stage, done, total: time.sleep(0.2))  # slow progress: the runs overlap
     print("RESULT", len(emb), emb.n_computed, emb.n_cached, images[0], flush=True)
 """)
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_on_one_folder_compute_each_image_once(tiny, tmp_path):
     """This process and a child embed the same folder into the same cache at the same time."""
     n = 12
@@ -319,7 +316,7 @@ def test_two_concurrent_runs_on_one_folder_compute_each_image_once(tiny, tmp_pat
             time.sleep(0.01)
         we_start.touch()
         with _Count(tiny) as count:
-            ours = _embed(tmp_path / "images", tiny, cache, batch_size=2, on_progress=lambda d, t: time.sleep(0.2))
+            ours = _embed(tmp_path / "images", tiny, cache, batch_size=2, on_progress=lambda stage, d, t: time.sleep(0.2))
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
@@ -338,7 +335,7 @@ def test_two_concurrent_runs_on_one_folder_compute_each_image_once(tiny, tmp_pat
 
 
 def test_verify_reports_and_repair_drops_what_is_bad(tiny, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(E, "_SETTLED_NS", 0)  # entries count as settled at once
+    monkeypatch.setattr(FH, "_SETTLED_NS", 0)  # entries count as settled at once
     paths = _images(tmp_path / "images", 6)
     cache = tmp_path / "cache"
     _embed(paths[:3], tiny, cache)
@@ -363,7 +360,7 @@ def test_verify_reports_and_repair_drops_what_is_bad(tiny, tmp_path, capsys, mon
     key = (cache / "file-hashes.key").read_bytes()
     p2 = os.path.abspath(paths[2])
     fields = [*entries[p2][:5], "f" * 64]  # a signed entry whose stat matches but whose hash is wrong
-    entries[p2] = [*fields, E._sign(key, p2, fields)]
+    entries[p2] = [*fields, FH._sign(key, p2, fields)]
     entries[str(tmp_path / "gone.png")] = entries[os.path.abspath(paths[4])]
     index.write_text(json.dumps(entries))
     listing = sorted((p, p.stat().st_mtime_ns) for p in cache.rglob("*"))

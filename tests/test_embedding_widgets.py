@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from artlab.embed import classify as C
 from artlab import embed as E
+from artlab.embed import browse, maps
 from artlab.models import backbone
 
 
@@ -68,7 +70,7 @@ def _codes(m) -> np.ndarray:
 def test_map_has_one_point_per_image_coloured_by_label(emap, corpus_emb):
     points = emap.figure.data[0]
     assert isinstance(points, type(emap.figure.data[1])) and points.type == "scattergl"
-    np.testing.assert_allclose(np.c_[points.x, points.y], E.project("pca", corpus_emb), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.c_[points.x, points.y], E.map_points("pca", corpus_emb), rtol=1e-5, atol=1e-6)
     codes, labels = _codes(emap), corpus_emb.meta["label"].to_numpy()
     for label in set(labels):  # one colour per class, different classes different colours
         assert len(set(codes[labels == label])) == 1
@@ -161,7 +163,7 @@ def test_switching_projection_moves_points_in_place(emap, corpus_emb):
     emap.method.value = "tsne"
     assert emap.wait(120)
     assert emap.shown_method == "tsne" and emap.figure.data[0] is points
-    tsne = E.project("tsne", corpus_emb, seed=0)
+    tsne = E.map_points("tsne", corpus_emb, seed=0)
     np.testing.assert_allclose(np.c_[points.x, points.y], tsne, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.c_[emap.figure.data[1].x, emap.figure.data[1].y],
                                tsne[emap.neighbours["index"].to_numpy()], rtol=1e-4, atol=1e-4)
@@ -176,7 +178,7 @@ def test_umap_opens_on_pca_and_switches_when_ready(monkeypatch, corpus, corpus_e
 
     release, calls = threading.Event(), []
     fake_umap = np.random.default_rng(3).normal(size=(len(corpus_emb), 2))
-    real_project = E.project
+    real_project = maps.map_points
 
     def warm_up():
         calls.append("warm")
@@ -187,9 +189,9 @@ def test_umap_opens_on_pca_and_switches_when_ready(monkeypatch, corpus, corpus_e
         calls.append(method)
         return fake_umap if method == "umap" else real_project(method, data, dims=dims, seed=seed, **kw)
 
-    monkeypatch.setattr(embedding_map, "_umap_warm", False)
-    monkeypatch.setattr(E, "warm_up_umap", warm_up)
-    monkeypatch.setattr(E, "project", project)
+    monkeypatch.setattr(maps, "_umap_warm", False)
+    monkeypatch.setattr(maps, "warm_up_umap", warm_up)
+    monkeypatch.setattr(maps, "map_points", project)
     m = embedding_map.EmbeddingMap(corpus, corpus_emb)  # method="umap", no coords
     points = m.figure.data[0]
     assert m.shown_method == "pca" and "compiling, ~17 s" in m.status.value
@@ -208,7 +210,7 @@ def test_umap_opens_on_pca_and_switches_when_ready(monkeypatch, corpus, corpus_e
 
 
 def test_twenty_thousand_points_no_per_point_work_on_hover(monkeypatch):
-    from artlab.widgets import embedding_map
+    from artlab.widgets import embedding_map, thumbnails
 
     made = []
 
@@ -217,8 +219,8 @@ def test_twenty_thousand_points_no_per_point_work_on_hover(monkeypatch):
         return b"\xff\xd8thumb:" + path.encode()
 
     nearest_calls = []
-    monkeypatch.setattr(embedding_map, "thumbnail_bytes", fake_thumbnail)
-    monkeypatch.setattr(E, "nearest", lambda *a, **k: nearest_calls.append(a) or pd.DataFrame())
+    monkeypatch.setattr(thumbnails, "thumbnail_bytes", fake_thumbnail)
+    monkeypatch.setattr(browse, "nearest", lambda *a, **k: nearest_calls.append(a) or pd.DataFrame())
     n = 20_000
     emb = _synthetic(n)
     coords = np.random.default_rng(1).normal(size=(n, 2))
@@ -262,7 +264,7 @@ def test_three_dimensional_map(corpus, corpus_emb):
     m = EmbeddingMap(corpus, corpus_emb, method="pca", dims=3)
     assert m.figure.data[0].type == "scatter3d"
     np.testing.assert_allclose(np.c_[m.figure.data[0].x, m.figure.data[0].y, m.figure.data[0].z],
-                               E.project("pca", corpus_emb, dims=3), rtol=1e-5, atol=1e-6)
+                               E.map_points("pca", corpus_emb, dims=3), rtol=1e-5, atol=1e-6)
     m.show_neighbours(0)
     assert len(m.figure.data[1].z) == m.k_slider.value
     m.search.value = "coffee"  # no selectedpoints in 3-D: the matches are drawn larger
@@ -294,7 +296,7 @@ def test_bad_inputs_get_clear_errors(corpus, corpus_emb):
 
 
 def test_unreadable_images_get_a_placeholder_not_an_error(tmp_path):
-    from artlab.widgets.embedding_map import ThumbnailStore, thumbnail_grid_html
+    from artlab.widgets.thumbnails import ThumbnailStore, thumbnail_grid_html
 
     good = tmp_path / "good.png"
     Image.new("RGBA", (300, 200), (200, 10, 10, 128)).save(good)  # alpha: the careful path
@@ -313,7 +315,7 @@ def test_unreadable_images_get_a_placeholder_not_an_error(tmp_path):
 # ---------------------------------------------------------------------------------------------- ClassifierView
 @pytest.fixture(scope="module")
 def probe(corpus_emb):
-    return E.linear_probe(corpus_emb, folds=3)
+    return C.linear_probe(corpus_emb, folds=3)
 
 
 @pytest.fixture(scope="module")
@@ -380,7 +382,7 @@ def test_export_of_names_that_are_not_utf8(tmp_path):
     import codecs
     import os
 
-    from widgets.embedding_map import _write_csv
+    from artlab.embed.embeddings import write_csv as _write_csv
 
     raw = b"/data/caf\xe9.png"
     frame = pd.DataFrame({"path": [os.fsdecode(raw), "/data/plain.png"], "label": ["a", "b"]})

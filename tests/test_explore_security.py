@@ -345,13 +345,13 @@ def test_malformed_v1_frames_are_recognised():
     from jupyter_server.services.kernels.connection.base import serialize_binary_message, serialize_msg_to_ws_v1
 
     parts = [b'{"msg_type": "comm_msg"}', b"{}", b"{}", b"{}", b"\x00" * 100]
-    assert explore._is_v1_frame(serialize_msg_to_ws_v1(parts, "shell"))
+    assert explore.connection.is_v1_frame(serialize_msg_to_ws_v1(parts, "shell"))
     legacy = serialize_binary_message({"header": {}, "parent_header": {}, "metadata": {}, "content": {},
                                        "buffers": [b"\x00" * 100]})
-    assert not explore._is_v1_frame(legacy)  # its big-endian count reads as a huge v1 count
+    assert not explore.connection.is_v1_frame(legacy)  # its big-endian count reads as a huge v1 count
     huge = (2**62).to_bytes(8, "little") + b"\x00" * 64
-    assert not explore._is_v1_frame(huge)
-    assert not explore._is_v1_frame('{"channel": "shell"}') and not explore._is_v1_frame(b"")
+    assert not explore.connection.is_v1_frame(huge)
+    assert not explore.connection.is_v1_frame('{"channel": "shell"}') and not explore.connection.is_v1_frame(b"")
 
 
 def test_server_environment_keeps_the_folder_off_every_path(folder, tmp_path, monkeypatch):
@@ -425,10 +425,10 @@ def test_csv_export_stays_in_the_chosen_folder(curator_map, tmp_path):
 
 @needs_server
 def test_the_server_imports_the_connection_class_without_torch():
-    """Voilà imports ``artlab.explore.V1OnlyKernelConnection`` at startup: that must stay light."""
+    """Voilà imports ``artlab.explore.connection.V1OnlyKernelConnection`` at startup: that must stay light."""
     import subprocess
 
     code = ("import sys, artlab.explore as e; cls = e.V1OnlyKernelConnection; "
             "print(cls.__module__, cls.__qualname__, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    assert out.stdout.split() == ["artlab.explore", "V1OnlyKernelConnection", "False"]
+    assert out.stdout.split() == ["artlab.explore.connection", "V1OnlyKernelConnection", "False"]

@@ -42,11 +42,6 @@ STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 TINY_CHANNELS = {"relu1_1": 8, "relu2_1": 16, "relu3_1": 24, "relu4_1": 32, "relu5_1": 32}
 
 
-@pytest.fixture(scope="module")
-def model():
-    return backbone("tiny_vgg", weights=None)
-
-
 @pytest.fixture(autouse=True)
 def _quiet_receptive_field():
     # 32-64 px images are smaller than relu5_1's 156 px receptive field; the warning is
@@ -410,7 +405,7 @@ def target(model):
         return compute_grams(model, texture(32, 0))
 
 
-@pytest.mark.parametrize("optimizer, steps", [("adam", 30), ("lbfgs", 15)])
+@pytest.mark.parametrize("optimizer, steps", [pytest.param("adam", 30, marks=pytest.mark.slow), ("lbfgs", 15)])
 def test_synthesis_reduces_the_loss(model, target, optimizer, steps):
     updates = list(synthesize_texture(model, target, steps=steps, optimizer=optimizer, seed=0, preview_every=10))
     assert [u.step for u in updates] == list(range(steps)) and isinstance(updates[0], SynthesisStep)
@@ -476,7 +471,7 @@ def test_synthesis_sizes_and_errors(model, target):
 
 def test_synthesis_refuses_a_size_that_does_not_fit_and_names_one_that_does(model, monkeypatch):
     """synthesize_texture(size=8000) used to start computing 8000² Grams (10 GB) with no memory check."""
-    import artlab.gram as gram_module
+    import artlab.gram.texture as gram_module
     from artlab.gram import TextureTooLarge
     from artlab.optimize import OptimizationTooLarge, estimate_memory
 
@@ -524,6 +519,7 @@ def test_painting_vs_photo_per_layer_on_real_images(shared_data):
         assert all(math.isfinite(v) and v > 0 for v in d.per_layer.values())
 
 
+@pytest.mark.slow
 def test_texture_synthesis_uses_the_networks_defaults():
     """Lite's stride-2 stem leaves pixel speckle unconstrained: its default adds a little TV; VGG's does not."""
     lite = backbone("tiny_efficientnet_lite", weights=None)

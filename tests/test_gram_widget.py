@@ -71,6 +71,7 @@ def test_normalisation_changes_scale_and_bars(inspector):
     inspector.normalize.value = "gatys"
 
 
+@pytest.mark.slow
 def test_synthesis_previews_and_keeps_the_best(inspector):
     inspector.steps.value = 10
     inspector.start_synthesis(block=True)
@@ -90,7 +91,7 @@ def test_stop_ends_a_background_synthesis_early(inspector):
     while "step" not in inspector.status.value and time.monotonic() < deadline:
         time.sleep(0.02)
     inspector.stop_synthesis()
-    inspector._thread.join(timeout=30)
-    assert not inspector._thread.is_alive()
+    inspector.worker.join(timeout=30)
+    assert not inspector.worker.running
     assert "stopped" in inspector.status.value and "/500" in inspector.status.value
     assert inspector.best_texture is not None and not inspector.run_button.disabled

@@ -557,6 +557,7 @@ def test_load_images_keeps_memory_bounded_for_extreme_aspect_ratios(tmp_path):
     assert float(crop.mean()) > 0.9
 
 
+@pytest.mark.slow  # ~3 s: writes and decodes a 12000×12000 PNG
 def test_a_large_png_is_decoded_at_reduced_size_when_a_small_size_is_asked_for(tmp_path):
     """A 0.4 MB 12000×12000 PNG cost ~4 GB (float32 copies of 144 MP) and 8 s per image before."""
     big = hf.solid_png(tmp_path / "big.png", 12_000, 12_000, (40, 90, 200))

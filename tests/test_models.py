@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from artlab import weights
+from artlab import catalogue, weights
 from artlab.models import (
     Backbone,
     backbone,
@@ -24,9 +24,7 @@ def tiny_vgg() -> Backbone:
     return backbone("tiny_vgg", weights=None)
 
 
-@pytest.fixture(scope="module")
-def tiny_resnet() -> Backbone:
-    return backbone("tiny_resnet", weights=None)
+# `tiny_resnet` (seed 0, as backbone's default) is a fixture of tests/conftest.py.
 
 
 def test_registry_has_the_promised_backbones():
@@ -166,7 +164,7 @@ def test_dtype_and_device_are_parameters():
 
 
 def _expected_file(name: str) -> weights.KnownFile:
-    return weights.find_known(f"{name}/IMAGENET1K_V1")
+    return catalogue.find_known(f"{name}/IMAGENET1K_V1")
 
 
 def test_imagenet_weights_load_offline_from_the_hub_cache(hub_cache):
@@ -182,7 +180,7 @@ def test_imagenet_weights_load_offline_from_the_hub_cache(hub_cache):
 
 def test_auto_uses_cached_imagenet_weights(hub_cache):
     # "imagenet" means torchvision's DEFAULT entry: V2 for resnet50.
-    known = weights.find_known("resnet50/IMAGENET1K_V2")
+    known = catalogue.find_known("resnet50/IMAGENET1K_V2")
     torch.save(backbone("resnet50", weights=None, seed=1).net.state_dict(), hub_cache / known.filename)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -209,7 +207,7 @@ def test_auto_without_the_file_raises_and_points_to_best_backbone(hub_cache):
     message = str(info.value)
     assert "best_backbone" in message
     assert "never downloads" in message
-    assert weights.find_known("resnet50/IMAGENET1K_V2").filename in message
+    assert catalogue.find_known("resnet50/IMAGENET1K_V2").filename in message
     assert "artlab weights import" in message
 
 

@@ -126,17 +126,21 @@ def test_lesson_01_feature_map_and_prediction_numbers_match_a_real_run(numbers, 
     _check_quoted("01", numbers.feature_map_numbers(lite0, corpus) | numbers.prediction_numbers(lite0, corpus))
 
 
+@pytest.mark.slow  # 3-6 s on two cores
 def test_lesson_01_domain_shift_numbers_match_a_real_run(numbers, lite0, corpus):
     _check_quoted("01", numbers.shift_numbers(lite0, corpus))
 
 
+@pytest.mark.slow  # 3-6 s on two cores
 def test_lesson_04_embedding_numbers_match_a_real_run(numbers, lite0, corpus):
     _check_quoted("04", numbers.embedding_claims(lite0, corpus, cache_dir=False))
 
 
+@pytest.mark.slow  # 3-6 s on two cores
 def test_lesson_01_numbers_on_the_shared_collection_match_a_real_run(numbers, lite0, shared_data):
     _check_quoted("01", numbers.shared_prediction_numbers(lite0, shared_data))
 
 
+@pytest.mark.slow  # 3-6 s on two cores
 def test_lesson_04_numbers_on_the_shared_collection_match_a_real_run(numbers, lite0, shared_data):
     _check_quoted("04", numbers.shared_probe_numbers(lite0, shared_data))

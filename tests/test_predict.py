@@ -26,11 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 skimage_data = pytest.importorskip("skimage.data")
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
-
-@pytest.fixture(scope="module")
-def lite0():
-    """Lite0 with its bundled ImageNet weights."""
-    return backbone("efficientnet_lite0")
+# `lite0` (Lite0 with its bundled ImageNet weights) is a fixture of tests/conftest.py.
 
 
 @pytest.fixture(scope="module")

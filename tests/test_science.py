@@ -89,8 +89,9 @@ def test_paintings_and_photos_differ_at_every_layer_only_deep_in_a_trained_netwo
 
 
 def test_artist_probe_well_above_chance_with_trained_features(shared_data, trained, untrained):
+    from artlab.embed import linear_probe
     from artlab.data import Collection
-    from artlab.embed import embed, linear_probe
+    from artlab.embed import embed
 
     paintings = Collection.from_folder(shared_data / "paintings")
     assert len(paintings) == 74

@@ -12,6 +12,7 @@ import torch
 
 from artlab.stylegan import tiny_generator, z_from_seeds
 from artlab.stylegan.generate import (
+    Truncation,
     class_label,
     class_w_mean,
     from_images,
@@ -37,11 +38,6 @@ from artlab.stylegan.walks import (
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
-
-
-@pytest.fixture(scope="module")
-def G():
-    return tiny_generator()
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +89,13 @@ def test_noise_modes(G):
 
 def test_psi_zero_gives_w_avg_and_cutoff_keeps_later_rows(G):
     plain = map_to_ws(G, [2, 3])
-    zero = map_to_ws(G, [2, 3], truncation_psi=0.0)
+    zero = map_to_ws(G, [2, 3], truncation=0.0)
     torch.testing.assert_close(zero, G.mapping.w_avg.expand_as(zero), rtol=0, atol=1e-6)
-    torch.testing.assert_close(generate(G, [2], truncation_psi=0.0), generate(G, [7], truncation_psi=0.0))
-    cut = map_to_ws(G, [2, 3], truncation_psi=0.0, truncation_cutoff=3)
+    torch.testing.assert_close(generate(G, [2], truncation=0.0), generate(G, [7], truncation=0.0))
+    cut = map_to_ws(G, [2, 3], truncation=Truncation(0.0, cutoff=3))
     torch.testing.assert_close(cut[:, :3], G.mapping.w_avg.expand(2, 3, -1), rtol=0, atol=1e-6)
     torch.testing.assert_close(cut[:, 3:], plain[:, 3:], rtol=0, atol=0)
-    half = map_to_ws(G, [2, 3], truncation_psi=0.5)
+    half = map_to_ws(G, [2, 3], truncation=0.5)
     torch.testing.assert_close(half, (plain + G.mapping.w_avg) / 2, rtol=0, atol=1e-6)
     # our truncation agrees with the network's own (official) truncation
     torch.testing.assert_close(half, G.mapping(z_from_seeds([2, 3], G.z_dim), truncation_psi=0.5))
@@ -107,13 +103,13 @@ def test_psi_zero_gives_w_avg_and_cutoff_keeps_later_rows(G):
 
 def test_class_aware_truncation_goes_to_the_class_mean(Gc):
     mean_dog = class_w_mean(Gc, "dog")
-    ws = map_to_ws(Gc, [4, 8], c="dog", truncation_psi=0.0, class_aware_truncation=True)
+    ws = map_to_ws(Gc, [4, 8], c="dog", truncation=Truncation(0.0, class_aware=True))
     torch.testing.assert_close(ws, mean_dog.expand_as(ws), rtol=0, atol=1e-6)
-    agnostic = map_to_ws(Gc, [4], c="dog", truncation_psi=0.0)
+    agnostic = map_to_ws(Gc, [4], c="dog", truncation=0.0)
     torch.testing.assert_close(agnostic[0, 0], Gc.mapping.w_avg)
     assert (mean_dog - Gc.mapping.w_avg).norm() > 1e-3  # the class centre is not the global one
     with pytest.raises(ValueError, match="class-conditional"):
-        map_to_ws(tiny_generator(), [1], truncation_psi=0.5, class_aware_truncation=True)
+        map_to_ws(tiny_generator(), [1], truncation=Truncation(0.5, class_aware=True))
 
 
 def test_class_w_mean_is_the_sampled_mean_and_cached(Gc):
@@ -170,7 +166,7 @@ def test_soft_label_70_30_is_a_convex_mix_of_the_embeddings(Gc):
     wa, wb, ws = (map_to_ws(Gc, [3], c=x) for x in (a, b, soft))
     assert (ws - (0.7 * wa + 0.3 * wb)).abs().max() > 1e-4
     # the soft-label walk feeds exactly that label at t = 0.3 and is exact at the ends
-    frames = list(class_mix_walk(Gc, (0, 2), 0.0, 1.0, steps=11, method="soft_label", seed=3, truncation_psi=1.0))
+    frames = list(class_mix_walk(Gc, (0, 2), 0.0, 1.0, steps=11, method="soft_label", seed=3, truncation=1.0))
     assert len(frames) == 11 and all(isinstance(f, WalkFrame) for f in frames)
     torch.testing.assert_close(frames[3].c, soft)
     torch.testing.assert_close(frames[3].ws, ws)
@@ -182,19 +178,19 @@ def test_soft_label_70_30_is_a_convex_mix_of_the_embeddings(Gc):
 def test_centroid_walk_is_linear_between_class_truncations(Gc):
     psi = 0.6
     frames = list(class_mix_walk(Gc, ("cat", "ship"), 0.0, 1.0, steps=5, method="centroid", seed=2,
-                                 truncation_psi=psi))
-    ends = [map_to_ws(Gc, [2], c=k, truncation_psi=psi, class_aware_truncation=True) for k in ("cat", "ship")]
+                                 truncation=psi))
+    ends = [map_to_ws(Gc, [2], c=k, truncation=Truncation(psi, class_aware=True)) for k in ("cat", "ship")]
     torch.testing.assert_close(frames[0].ws, ends[0])
     torch.testing.assert_close(frames[-1].ws, ends[1])
     torch.testing.assert_close(frames[1].ws, 0.75 * ends[0] + 0.25 * ends[1])
-    torch.testing.assert_close(frames[0].image, generate(Gc, [2], c="cat", truncation_psi=psi,
-                                                         class_aware_truncation=True))
+    torch.testing.assert_close(frames[0].image, generate(Gc, [2], c="cat",
+                                                         truncation=Truncation(psi, class_aware=True)))
     # at psi = 0 the walk goes exactly between the two class centroids
-    zero = list(class_mix_walk(Gc, (0, 2), steps=3, method="centroid", seed=2, truncation_psi=0.0))
+    zero = list(class_mix_walk(Gc, (0, 2), steps=3, method="centroid", seed=2, truncation=0.0))
     mid = (class_w_mean(Gc, 0) + class_w_mean(Gc, 2)) / 2
     torch.testing.assert_close(zero[1].ws[0], mid.expand(Gc.num_ws, -1))
     # both methods agree at the ends, not in between
-    soft = list(class_mix_walk(Gc, ("cat", "ship"), steps=5, method="soft_label", seed=2, truncation_psi=psi))
+    soft = list(class_mix_walk(Gc, ("cat", "ship"), steps=5, method="soft_label", seed=2, truncation=psi))
     torch.testing.assert_close(soft[0].ws, frames[0].ws)
     assert (soft[2].ws - frames[2].ws).abs().max() > 1e-4
     with pytest.raises(ValueError, match="method"):
@@ -254,11 +250,11 @@ def test_loop_walks_return_to_the_start(Gc):
 
 
 def test_walk_w_through_given_keyframes(G):
-    keys = map_to_ws(G, [4, 6], truncation_psi=0.7)
+    keys = map_to_ws(G, [4, 6], truncation=0.7)
     frames = list(walk_w(G, ws=keys, steps_per_segment=4, loop=False))
     assert len(frames) == 5
     torch.testing.assert_close(frames[2].ws, (keys[0:1] + keys[1:2]) / 2)
-    torch.testing.assert_close(frames[0].image, generate(G, [4], truncation_psi=0.7))
+    torch.testing.assert_close(frames[0].image, generate(G, [4], truncation=0.7))
     with pytest.raises(ValueError, match="exactly one"):
         next(walk_w(G, [1, 2], ws=keys))
     with pytest.raises(ValueError, match="two keyframes"):
@@ -332,3 +328,67 @@ def _read_ffmpeg(path):
         return np.stack([frame for frame in reader.iter_data()])
     finally:
         reader.close()
+
+
+# --------------------------------------------------------------------------- settings and the one-call render
+
+
+def test_truncation_settings_and_the_old_keywords(Gc):
+    from artlab.stylegan.generate import as_truncation
+
+    new = Truncation(0.5, cutoff=3, class_aware=True, n_class_samples=300)
+    old = dict(truncation_psi=0.5, truncation_cutoff=3, class_aware_truncation=True, n_class_samples=300)
+    assert as_truncation(0.5) == Truncation(0.5) and as_truncation(None) == Truncation()
+    assert as_truncation(0.5, default=Truncation(class_aware=True)) == Truncation(0.5, class_aware=True)
+    calls = {
+        "map_to_ws": lambda **kw: map_to_ws(Gc, [1, 2], c="dog", **kw),
+        "generate": lambda **kw: generate(Gc, [1, 2], c="dog", **kw),
+        "style_mix_grid": lambda **kw: style_mix_grid(Gc, [1], [2], (0, 2), c="dog", **kw),
+        "walk_z": lambda **kw: collect(walk_z(Gc, [1, 2], 2, c="dog", **kw)),
+        "walk_w": lambda **kw: collect(walk_w(Gc, [1, 2], 2, c="dog", **kw)),
+        "class_mix_walk": lambda **kw: collect(class_mix_walk(Gc, (0, 1), steps=3, **kw)),
+    }
+    for name, call in calls.items():
+        with pytest.warns(DeprecationWarning, match=rf"{name}\(\).*Truncation\(psi=0.5, cutoff=3"):
+            before = call(**old)
+        torch.testing.assert_close(call(truncation=new), before, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="not both"):
+        generate(Gc, [1], c=0, truncation=0.5, truncation_psi=0.5)
+    with pytest.raises(TypeError, match="truncation_ps"):
+        generate(Gc, [1], c=0, truncation_ps=0.5)
+    bad_fields = [(dict(psi=math.inf), "finite"), (dict(cutoff=-1), "cutoff"), (dict(n_class_samples=0), "n_class")]
+    for bad, match in bad_fields:
+        with pytest.raises(ValueError, match=match):
+            Truncation(**bad)
+
+
+def test_render_is_map_style_mix_and_synthesize_in_one_call(Gc):
+    from artlab.stylegan.generate import StyleMix, render
+
+    trunc = Truncation(0.7, class_aware=True)
+    out = render(Gc, [3], {0: 0.7, 1: 0.3}, truncation=trunc)
+    ws = map_to_ws(Gc, [3], None, {0: 0.7, 1: 0.3}, truncation=trunc)
+    torch.testing.assert_close(out.ws, ws.cpu(), rtol=0, atol=0)
+    torch.testing.assert_close(out.images, synthesize(Gc, ws), rtol=0, atol=0)
+    images, mixed = render(Gc, [3, 4], "ship", truncation=0.5, style_mix=StyleMix(9, (2, 5)), noise_mode="none")
+    expected = style_mix(Gc, map_to_ws(Gc, [3, 4], None, "ship", truncation=0.5),
+                         map_to_ws(Gc, [9], None, "ship", truncation=0.5), (2, 5))
+    torch.testing.assert_close(mixed, expected.cpu(), rtol=0, atol=0)
+    torch.testing.assert_close(images, synthesize(Gc, expected, noise_mode="none"), rtol=0, atol=0)
+    torch.testing.assert_close(render(Gc, [3, 4], "ship", truncation=0.5, style_mix=(9, (2, 5)),
+                                      noise_mode="none").images, images)
+    z = z_from_seeds([5], Gc.z_dim)
+    torch.testing.assert_close(render(Gc, z, 1).images, generate(Gc, [5], c=1), rtol=0, atol=0)
+
+
+def test_no_stylegan_module_imports_style_transfer():
+    import ast
+    from pathlib import Path
+
+    import artlab.stylegan as sg
+
+    for path in Path(sg.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "artlab.transfer" or n.startswith("artlab.transfer.") for n in names), path

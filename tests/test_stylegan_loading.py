@@ -25,7 +25,7 @@ import torch
 
 import hostile_files as hf
 import stylegan_pickles as sp
-from artlab import weights
+from artlab import catalogue, weights
 from artlab.cli import main
 from artlab.stylegan import pickle_io as pio
 from artlab.stylegan import pretrained, tiny_generator
@@ -555,7 +555,7 @@ def test_folder_with_mismatched_weights_says_so(tmp_path):
 
 
 def test_official_pickles_are_registered(hub_cache, capsys):
-    files = {f.key: f for f in weights.known_files()}
+    files = {f.key: f for f in catalogue.known_files()}
     for name in ("ffhq", "metfaces", "afhqcat", "afhqdog", "afhqwild", "brecahad", "cifar10"):
         known = files[f"stylegan2-ada/{name}"]
         assert known.url == f"https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/{name}.pkl"

@@ -28,18 +28,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see co
 
 
 @pytest.fixture(scope="module")
-def G():
-    return tiny_generator()
-
-
-@pytest.fixture(scope="module")
 def Gc():
     return tiny_generator(c_dim=3, seed=5)
 
 
 @pytest.fixture(scope="module")
 def target(G):
-    return generate(G, [11], truncation_psi=0.8)
+    return generate(G, [11], truncation=0.8)
 
 
 def tiny_perceptual(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -141,7 +136,7 @@ def test_w_and_w_plus_shapes(G, target):
 def test_init_ws_and_small_resolutions(G, Gc, target):
     from artlab.stylegan.generate import map_to_ws
 
-    start = map_to_ws(G, [11], truncation_psi=0.8)
+    start = map_to_ws(G, [11], truncation=0.8)
     run = project(G, target, steps=2, init_ws=start, space="w+", perceptual=tiny_perceptual, **FAST)
     torch.testing.assert_close(next(run).ws, start)
     soft = project(Gc, generate(Gc, [1], c=0), steps=2, c="optimize", init_ws=map_to_ws(Gc, [1], c=0),
@@ -182,7 +177,7 @@ def test_conditional_projection_fixed_class(Gc):
 
 
 def test_conditional_projection_optimises_a_soft_class(Gc):
-    target = generate(Gc, [3], c=2, truncation_psi=0.7)
+    target = generate(Gc, [3], c=2, truncation=0.7)
     run = project(Gc, target, steps=10, c="optimize", perceptual=tiny_perceptual, lr=0.2, **FAST)
     assert run.w_prior_weight == 0.1
     cs = [s.c for s in run]
@@ -248,3 +243,54 @@ def test_lpips_vgg_uses_the_cached_vgg16_file(hub_cache):
     assert loss.pretrained and "ImageNet" in loss.label and "random" not in loss.label.lower()
     torch.testing.assert_close(getattr(loss.net.net.slice3, "12").weight, state["features.12.weight"])
     torch.testing.assert_close(getattr(loss.net.net.slice5, "28").bias, state["features.28.bias"])
+
+
+# --------------------------------------------------------------------------- settings, the Run protocol and "auto"
+
+
+def test_projection_settings_are_one_dataclass_and_the_old_keywords_still_work(G, target):
+    from artlab.runs import Run
+    from artlab.stylegan.project import ProjectionSettings
+
+    settings = ProjectionSettings(steps=5, perceptual=tiny_perceptual, n_w_samples=400, lr=0.2)
+    run = project(G, target, settings)
+    assert isinstance(run, Run) and run.settings is settings
+    old = project(G, target, steps=5, perceptual=tiny_perceptual, n_w_samples=400, lr=0.2, seed=0)
+    mixed = project(G, target, settings, lr_rampup=0.05)
+    assert mixed.settings == settings.replace(lr_rampup=0.05)
+    a, b, c = run.result(), old.result(), mixed.result()
+    torch.testing.assert_close(a.ws, b.ws, rtol=0, atol=0)
+    torch.testing.assert_close(a.ws, c.ws, rtol=0, atol=0)
+    for bad, match in [(dict(steps=0), "steps"), (dict(space="z"), "'w'"), (dict(lpips_weight=-1), "lpips_weight"),
+                       (dict(lpips_weight=0, pixel_weight=0), "both 0"), (dict(preview_every=0), "preview_every")]:
+        with pytest.raises(ValueError, match=match):
+            ProjectionSettings(**bad)
+    with pytest.raises(TypeError, match="unknown projection setting.*'stepz'"):
+        project(G, target, stepz=3)
+
+
+def test_a_projection_is_a_run_that_stops_on_break(G, target):
+    run = project(G, target, steps=20, perceptual=tiny_perceptual, **FAST)
+    for step in run:
+        if step.step == 3:
+            break
+    run.close()
+    assert run.closed and run.done and run.steps_done == 4 and run.best_ws is not None
+    assert list(run) == [] and run.result().steps_done == 4
+
+
+def test_auto_perceptual_is_lpips_or_a_labelled_feature_distance(hub_cache, monkeypatch):
+    import artlab.stylegan.perceptual as perceptual
+    from artlab.stylegan.perceptual import FeatureDistance
+
+    metric = perceptual_loss("auto")  # no VGG16 file in this empty hub cache
+    assert isinstance(metric, FeatureDistance) and metric.pretrained and "feature distance on" in metric.label
+    assert "vgg16-397923af.pth" in metric.note
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    d = metric(x, x[:1].detach())
+    assert d.shape == (2,) and float(d[0].detach()) == pytest.approx(0.0, abs=1e-6) and float(d[1].detach()) > 0
+    d.sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    monkeypatch.setattr(perceptual, "lpips_vgg_available", lambda: True)
+    monkeypatch.setattr(perceptual, "perceptual_loss", lambda name, **kw: name)  # what "auto" asks for
+    assert perceptual._auto(0, torch.device("cpu")) == "lpips-vgg"

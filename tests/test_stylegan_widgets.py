@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from artlab.stylegan import tiny_generator
-from artlab.stylegan.generate import class_w_mean, generate, map_to_ws, synthesize
+from artlab.stylegan.generate import Truncation, class_w_mean, generate, map_to_ws, synthesize
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
@@ -67,9 +67,9 @@ def test_truncation_psi_zero_collapses_every_seed_to_the_mean(G, explorer):
     at_mean = explorer.image.clone()
     explorer.seed.value = 11
     torch.testing.assert_close(explorer.image, at_mean)
-    torch.testing.assert_close(explorer.image, generate(G, seeds=[11], c=0, truncation_psi=0.0))
+    torch.testing.assert_close(explorer.image, generate(G, seeds=[11], c=0, truncation=0.0))
     explorer.psi.value = 0.5
-    torch.testing.assert_close(explorer.image, generate(G, seeds=[11], c=0, truncation_psi=0.5))
+    torch.testing.assert_close(explorer.image, generate(G, seeds=[11], c=0, truncation=0.5))
     assert not torch.equal(explorer.image, at_mean)
 
 
@@ -103,7 +103,7 @@ def test_class_aware_truncation_pulls_towards_the_class_mean(G, explorer):
     global_mean = explorer.image.clone()
     explorer.class_aware.value = True
     torch.testing.assert_close(explorer.image,
-                               generate(G, seeds=[3], c=2, truncation_psi=0.0, class_aware_truncation=True))
+                               generate(G, seeds=[3], c=2, truncation=Truncation(0.0, class_aware=True)))
     centre = class_w_mean(G, 2).view(1, 1, -1).expand(1, G.num_ws, -1)
     torch.testing.assert_close(explorer.ws, centre)
     assert not torch.equal(explorer.image, global_mean)
@@ -178,12 +178,12 @@ def test_stop_ends_a_background_walk_and_keeps_its_frames(G, explorer):
     _wait(lambda: len(explorer.frames) >= 2)
     explorer.psi.value = 0.5  # moved during the walk: applied when it ends
     explorer.stop()
-    explorer._thread.join(timeout=60)
-    assert not explorer._thread.is_alive()
+    explorer.worker.join(timeout=60)
+    assert not explorer.worker.running
     assert "stopped" in explorer.status.value
     assert 2 <= len(explorer.frames) < 16 * 120
     assert not explorer.gif_button.disabled and not explorer.play_button.disabled
-    torch.testing.assert_close(explorer.image, generate(G, seeds=[3], c=0, truncation_psi=0.5))
+    torch.testing.assert_close(explorer.image, generate(G, seeds=[3], c=0, truncation=0.5))
     explorer.seed.value = 5
     assert "seed 5" in explorer.caption.value
 
@@ -213,7 +213,7 @@ def test_unconditional_generator_hides_the_class_controls(tmp_path):
 
 
 def test_badge_flags_random_weights(G):
-    from artlab.widgets.latent_explorer import generator_badge
+    from artlab.widgets.stylegan_parts import generator_badge
 
     assert "random weights" in generator_badge(G).value and "#c0392b" in generator_badge(G).value
     trained = tiny_generator(c_dim=0, resolution=32, seed=5)
@@ -283,8 +283,8 @@ def test_stop_ends_a_background_projection(G, target, tmp_path):
     view.project_button.click()  # a background thread, as in the notebook
     _wait(lambda: len(view.history) >= 2)
     view.stop_button.click()
-    view._thread.join(timeout=60)
-    assert not view._thread.is_alive() and not view.running
+    view.worker.join(timeout=60)
+    assert not view.worker.running and not view.running
     assert "stopped" in view.status.value and len(view.history) < 1000
     assert view.best_ws is not None and not view.project_button.disabled
 
@@ -305,22 +305,44 @@ def test_walk_from_the_projection_to_a_class_and_export(G, target, tmp_path):
 
 
 def test_walk_to_class_swaps_the_class_centre(G):
-    from artlab.stylegan.walks import walk_to_class
+    from artlab.stylegan.walks import WalkFrame, collect, walk_to_class, walk_w_to_class
 
     centre = {k: class_w_mean(G, k).view(1, 1, -1).expand(1, G.num_ws, -1) for k in (1, 3)}
     onehot = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
-    frames = walk_to_class(G, centre[1], 3, frames=4, c_from=onehot)
+    walk = list(walk_w_to_class(G, centre[1], 3, frames=4, c_from=onehot))
+    assert all(isinstance(f, WalkFrame) for f in walk) and "class 3" in walk[-1].label  # a walk, like walk_w
+    frames = collect(walk)
     torch.testing.assert_close(frames[:1], synthesize(G, centre[1]))
     torch.testing.assert_close(frames[-1:], synthesize(G, centre[3]), atol=1e-5, rtol=1e-4)
-    same = walk_to_class(G, centre[1], 1, frames=3, c_from=onehot)
+    same = collect(walk_w_to_class(G, centre[1], 1, frames=3, c_from=onehot))
     torch.testing.assert_close(same, synthesize(G, centre[1]).expand(3, -1, -1, -1))
+    with pytest.warns(DeprecationWarning, match="walk_w_to_class"):  # the old name: images, one release more
+        old = walk_to_class(G, centre[1], 3, frames=4, c_from=onehot)
+    torch.testing.assert_close(old, frames)
 
 
-def test_offline_lpips_is_labelled_loudly(G, target, tmp_path, hub_cache):
-    from artlab.widgets.projection_view import resolve_perceptual
+def test_offline_lpips_is_labelled_loudly(G, target, tmp_path, hub_cache, monkeypatch):
+    """Without LPIPS-VGG's file, "auto" (the default; None too) is a labelled feature distance on a
+    trained network, and says why; only without any trained network is it the random LPIPS, in red."""
+    import artlab.stylegan.perceptual as perceptual
+    from artlab.stylegan.perceptual import FeatureDistance
+    from artlab.weights import WeightsNotFoundError
 
-    view = _view(G, target, tmp_path, perceptual=None, steps=3)
-    assert view.perceptual == "lpips-vgg-random" and view.perceptual_is_random
+    view = _view(G, target, tmp_path, perceptual=None, steps=2)
+    assert isinstance(view.metric, FeatureDistance) and view.metric.pretrained and not view.perceptual_is_random
+    note = view.perceptual_note.value
+    assert "feature distance on" in note and "#c0392b" not in note
+    assert "vgg16-397923af.pth" in note and "artlab weights import" in note
+    view.start(block=True)
+    assert len(view.history) == 2 and view.perceptual_label in view.projection.label
+
+    def no_trained_network(**_kw):
+        raise WeightsNotFoundError("no trained network is available")
+
+    monkeypatch.setattr(perceptual, "best_backbone", no_trained_network)
+    with pytest.warns(UserWarning, match="not a perceptual metric"):
+        view = _view(G, target, tmp_path, perceptual="auto", steps=3)
+    assert view.metric.pretrained is False and view.perceptual_is_random
     note = view.perceptual_note.value
     assert "not a perceptual metric" in note and "#c0392b" in note
     assert "vgg16-397923af.pth" in note and "artlab weights import" in note
@@ -328,11 +350,11 @@ def test_offline_lpips_is_labelled_loudly(G, target, tmp_path, hub_cache):
     assert len(view.history) == 3 and all(np.isfinite(h["lpips"]) for h in view.history)
     assert "not a perceptual metric" in view.projection.label
 
-    (hub_cache / "vgg16-397923af.pth").write_bytes(b"cached")
-    assert resolve_perceptual(None)[:3] == ("lpips-vgg", "LPIPS (VGG16, ImageNet)", False)
-    assert resolve_perceptual(tiny_distance) == (tiny_distance, "pixel MSE (test stand-in)", True)
+    custom = _view(G, target, tmp_path, perceptual=tiny_distance)
+    assert (custom.metric, custom.perceptual_label, custom.perceptual_is_random) == \
+        (tiny_distance, "pixel MSE (test stand-in)", True)
     with pytest.raises(ValueError, match="lpips-vgg-random"):
-        resolve_perceptual("vgg")
+        _view(G, target, tmp_path, perceptual="vgg")
 
 
 def test_unconditional_projection_has_no_class_controls(tmp_path):
@@ -342,3 +364,19 @@ def test_unconditional_projection_has_no_class_controls(tmp_path):
     assert view.class_argument() is None
     view.start(block=True)
     assert len(view.history) == 3 and view.walk_button.disabled
+
+
+def test_old_widget_names_still_work_for_one_release(G, target, tmp_path):
+    from artlab.widgets import LatentExplorer
+    from artlab.widgets.latent_explorer import class_names
+    from artlab.widgets.projection_view import resolve_perceptual
+    from artlab.widgets.stylegan_parts import class_choices
+
+    with pytest.warns(DeprecationWarning, match="class_choices"):
+        assert class_names(G) == class_choices(G) == ["class 0", "class 1", "class 2", "class 3"]
+    with pytest.warns(DeprecationWarning, match="perceptual_loss"):
+        assert resolve_perceptual(tiny_distance) == (tiny_distance, "pixel MSE (test stand-in)", True)
+    with pytest.warns(DeprecationWarning, match="Truncation"):
+        explorer = LatentExplorer(G, seed=3, truncation_psi=0.5, output_dir=tmp_path)
+    torch.testing.assert_close(explorer.image, generate(G, seeds=[3], c=0, truncation=0.5))
+    assert explorer.psi.value == 0.5

@@ -42,11 +42,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::artlab.gram.ReceptiveFieldWarni
 
 
 @pytest.fixture(scope="module")
-def model():
-    return backbone("tiny_vgg", weights=None)
-
-
-@pytest.fixture(scope="module")
 def images(corpus):
     """Content photos and painted styles from the sample corpus, 48 px on the longer side."""
     by = {(i.meta["subject"], i.meta["style"]): i.path for i in corpus}
@@ -113,7 +108,7 @@ def test_image_optimizer_reuses_evaluations_clamps_and_stops_on_nan():
 # --------------------------------------------------------------------------- the loop
 
 
-@pytest.mark.parametrize("optimizer, steps", [("lbfgs", 12), ("adam", 25)])
+@pytest.mark.parametrize("optimizer, steps", [("lbfgs", 12), pytest.param("adam", 25, marks=pytest.mark.slow)])
 def test_the_loss_decreases_and_terms_add_up(model, content, style, optimizer, steps):
     run = stylize(content, style, model, size=48, steps=steps, optimizer=optimizer, tv_weight=1.0,
                   preview_every=0, **BALANCED)
@@ -172,6 +167,37 @@ def test_a_warm_start_continues_where_a_run_stopped(model, content, style):
     # the warm run starts from the cold run's last image, far below where the cold run started
     assert warm_first.loss <= cold_steps[-1].loss * 1.001
     assert warm_first.loss < 0.5 * cold_steps[0].loss
+
+
+def test_a_quick_start_previews_small_then_runs_at_full_size_from_its_result(model, content, style):
+    import torch.nn.functional as F
+
+    run = stylize(content, style, model, size=48, steps=3, quick_start=2, quick_size=24, **BALANCED)
+    updates = list(run)
+    assert [u.quick for u in updates] == [True, True, False, False, False] and run.quick.steps == 2
+    assert [u.size for u in updates] == [(18, 24)] * 2 + [(36, 48)] * 3
+    assert all(u.image is not None for u in updates[:2]), "every quick step brings a preview"
+    assert run.total_steps == 5 == len(run.history) and run.settings.total_steps == 3
+    # the full-size start: the sharp content plus the change the quick start made, upsampled
+    delta = F.interpolate(updates[1].image - load_image(content, (18, 24)), size=(36, 48), mode="bilinear",
+                          align_corners=False)
+    torch.testing.assert_close(run.scale_start, (load_image(content, (36, 48)) + delta).clamp(0, 1))
+    assert stylize(content, style, model, size=48, steps=1, quick_start=2, quick_size=48).quick is None
+
+
+def test_restart_continues_from_the_current_image_with_new_settings(model, content, style):
+    run = stylize(content, style, model, size=32, steps=4, quick_start=2, quick_size=24, **BALANCED)
+    for _ in range(3):
+        next(run)
+    current = run.current_image
+    same = run.restart()
+    assert run.closed and same.quick is None, "a warm restart needs no quick start"
+    assert torch.equal(same.settings.init, current) and same.settings.steps == 4
+    first = next(same)
+    larger = same.restart(style_weight=1e6, size=48)
+    assert larger.settings.style_weight == 1e6 and larger.size == (36, 48)
+    torch.testing.assert_close(larger.settings.init, load_image(same.current_image, (36, 48)))
+    assert next(larger).size == (36, 48) and first.size == (24, 32)
 
 
 def _interrupt_step(monkeypatch, at: int) -> None:
@@ -296,6 +322,7 @@ def test_grayscale_styles_of_another_shape_work_in_every_colour_mode(model, cont
 # --------------------------------------------------------------------------- losses and scales
 
 
+@pytest.mark.slow
 def test_histogram_loss_runs_and_decreases(model, content, style):
     updates = list(stylize(content, style, model, size=32, steps=10, loss="gram+histogram", **BALANCED))
     assert set(updates[0].histogram_per_layer) == {"relu1_1", "relu4_1"}  # Risser et al.'s layers
@@ -303,6 +330,7 @@ def test_histogram_loss_runs_and_decreases(model, content, style):
     assert updates[-1].best_loss < 0.5 * updates[0].loss
 
 
+@pytest.mark.slow
 def test_coarse_to_fine_ends_at_the_requested_size(model, images):
     photo, painting = images[("coffee", "photo")], images[("rocket", "pointillism")]  # 48×48
     run = stylize(photo, painting, model, size=56, steps=7, scales=2, preview_every=0)
@@ -367,6 +395,7 @@ def test_suggest_styles_ranks_the_matching_style_first(model, corpus, images):
 # --------------------------------------------------------------------------- sequences and export
 
 
+@pytest.mark.slow
 def test_frames_gif_and_mp4_round_trip(model, content, style, tmp_path):
     import imageio.v2 as imageio
     import imageio.v3 as iio
@@ -481,7 +510,7 @@ def test_memory_estimate_grows_with_size_and_optimiser_state(model):
 
 
 def test_a_size_too_large_for_memory_names_the_largest_that_fits(model, content, style, monkeypatch):
-    import artlab.transfer as transfer_module
+    import artlab.transfer.memory as transfer_module
 
     budget = estimate_memory(model, (96, 128)) / 0.9 + 1  # just enough for 128 px at the content's 3:4
     monkeypatch.setattr(transfer_module, "available_memory", lambda device="cpu": int(budget))
@@ -496,7 +525,7 @@ def test_a_size_too_large_for_memory_names_the_largest_that_fits(model, content,
 
 def test_the_memory_estimate_covers_style_images_and_a_thin_one_is_refused(model, content, monkeypatch):
     """A 1×100000 style is enlarged to 16×1,600,000 px for relu5_1 (6.5 GB); the estimate used to ignore styles."""
-    import artlab.transfer as transfer_module
+    import artlab.transfer.memory as transfer_module
     from artlab.optimize import OptimizationTooLarge
 
     plain = estimate_memory(model, 48)

@@ -10,15 +10,9 @@ import pytest
 import torch
 
 from artlab.images import load_image, to_png_bytes
-from artlab.models import backbone
 
 # 48-64 px test images are below tiny_vgg's 156 px receptive field on purpose (speed)
 pytestmark = pytest.mark.filterwarnings("ignore::artlab.gram.ReceptiveFieldWarning")
-
-
-@pytest.fixture(scope="module")
-def model():
-    return backbone("tiny_vgg", weights=None)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +58,7 @@ def test_run_previews_and_draws_the_loss_curves_in_place(model, images, tmp_path
     assert not lab.save_button.disabled and not lab.gif_button.disabled
 
 
+@pytest.mark.slow
 def test_quick_start_previews_small_then_continues_at_full_size(model, images, tmp_path):
     lab = make_lab(model, images, tmp_path, size=64, steps=4, preview_size=32, quick_steps=3)
     lab.start_run(block=True)
@@ -100,6 +95,7 @@ def test_slider_change_mid_run_restarts_warm_from_the_current_image(model, image
     assert len(lab.curves.layout.shapes) == 1, "the restart is marked on the loss curves"
 
 
+@pytest.mark.slow
 def test_size_change_mid_run_resizes_the_current_image(model, images, tmp_path):
     lab = make_lab(model, images, tmp_path, steps=4)
 
@@ -131,8 +127,8 @@ def test_stop_ends_a_background_run_and_keeps_the_best_image(model, images, tmp_
         time.sleep(0.02)
     assert lab.running and lab.run_button.disabled
     lab.stop_button.click()
-    lab._thread.join(timeout=30)
-    assert not lab._thread.is_alive() and not lab.running
+    lab.worker.join(timeout=30)
+    assert not lab.worker.running and not lab.running
     assert "stopped" in lab.status.value and len(lab.history) < 1000
     assert lab.best_image is not None and bytes(lab.preview.value) == to_png_bytes(lab.best_image)
     assert not lab.run_button.disabled and lab.stop_button.disabled
@@ -259,7 +255,7 @@ def test_pause_holds_the_run_and_a_change_made_while_paused_restarts_warm_on_res
     _wait(lambda: len(lab.segments) == 2, "the warm restart")
     assert lab.segments[1]["kind"] == "warm restart" and lab.segments[1]["start_step"] == held
     lab.stop_button.click()
-    lab._thread.join(timeout=30)
+    lab.worker.join(timeout=30)
     assert not lab.running and "stopped" in lab.status.value and "1 warm restart" in lab.status.value
     assert lab.pause_button.disabled and lab.pause_button.description == "Pause"
 
@@ -271,5 +267,5 @@ def test_stop_while_paused_ends_the_run(model, images, tmp_path):
     lab.pause_run()
     _wait(lambda: lab.status.value.startswith("paused"), "the paused status")
     lab.stop_run()
-    lab._thread.join(timeout=30)
-    assert not lab._thread.is_alive() and "stopped" in lab.status.value and not lab.paused
+    lab.worker.join(timeout=30)
+    assert not lab.worker.running and "stopped" in lab.status.value and not lab.paused

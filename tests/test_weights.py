@@ -15,19 +15,25 @@ import zipfile
 import pytest
 import torch
 
-from artlab import weights
+from artlab import catalogue, weights
 from artlab.cli import main
 
 
 def test_known_files_cover_every_pretrained_backbone():
-    names = {f.filename for f in weights.known_files()}
+    names = {f.filename for f in catalogue.known_files()}
     assert {"vgg16-397923af.pth", "vgg19-dcbb9e9d.pth", "resnet50-0676ba61.pth", "resnet152-394f9c45.pth"} <= names
-    vgg19 = weights.find_known("vgg19-dcbb9e9d.pth")
+    vgg19 = catalogue.find_known("vgg19-dcbb9e9d.pth")
     assert vgg19.sha256_prefix == "dcbb9e9d" and vgg19.size_mb > 500
 
 
 def test_cache_dir_follows_torch_home(hub_cache):
     assert weights.cache_dir() == hub_cache
+
+
+def _add_to_catalogue(monkeypatch, known: weights.KnownFile) -> None:
+    """Make ``known`` one of the catalogue's files for this test."""
+    real = catalogue.known_files
+    monkeypatch.setattr(catalogue, "known_files", lambda: [*real(), known])
 
 
 def _fake_official_file(tmp_path, name="resnet50/IMAGENET1K_V1"):
@@ -42,13 +48,13 @@ def _fake_official_file(tmp_path, name="resnet50/IMAGENET1K_V1"):
 
 def test_import_checks_hash_and_writes_the_expected_name(tmp_path, hub_cache, monkeypatch):
     payload, known = _fake_official_file(tmp_path)
-    monkeypatch.setitem(weights._EXTRA, known.key, known)
+    _add_to_catalogue(monkeypatch, known)
     renamed = tmp_path / "whatever-the-browser-called-it.pth"
     payload.rename(renamed)
-    dest = weights.import_file(renamed)  # identified by hash, stored under the official name
+    dest = catalogue.import_file(renamed)  # identified by hash, stored under the official name
     assert dest == hub_cache / known.filename and dest.read_bytes() == renamed.read_bytes()
     assert weights.cached_path(known) == dest
-    assert weights.import_file(renamed) == dest  # idempotent
+    assert catalogue.import_file(renamed) == dest  # idempotent
     record = weights.provenance(dest)  # what was imported, from where, and what was checked
     assert record.how == "imported" and record.key == known.key and record.source == str(renamed)
     assert record.sha256 == weights.sha256_of(renamed) and record.verified and record.check == "sha256 prefix"
@@ -59,7 +65,7 @@ def test_an_import_without_a_published_hash_is_recorded_as_not_verified(tmp_path
     """NVIDIA publishes no checksums: ffhq.pkl is accepted by name, and recorded as unverified with its sha256."""
     fake = tmp_path / "ffhq.pkl"
     fake.write_bytes(b"whatever anyone names ffhq.pkl")
-    dest = weights.import_file(fake)
+    dest = catalogue.import_file(fake)
     assert dest == hub_cache / "ffhq.pkl"
     data = json.loads(weights.provenance_path(dest).read_text())
     assert data["sha256"] == hashlib.sha256(fake.read_bytes()).hexdigest() and data["source"] == str(fake)
@@ -76,7 +82,7 @@ def test_import_refuses_a_corrupt_download(tmp_path, hub_cache):
     bad = tmp_path / "vgg19-dcbb9e9d.pth"
     bad.write_bytes(b"not really the weights")
     with pytest.raises(weights.WeightsError, match="must start with dcbb9e9d.*incomplete or corrupt"):
-        weights.import_file(bad)
+        catalogue.import_file(bad)
     assert not (hub_cache / bad.name).exists()
 
 
@@ -84,13 +90,13 @@ def test_import_refuses_an_unknown_file(tmp_path, hub_cache):
     other = tmp_path / "holiday.jpg"
     other.write_bytes(b"\xff\xd8 something")
     with pytest.raises(weights.WeightsError, match="not a pretrained file artlab knows"):
-        weights.import_file(other)
+        catalogue.import_file(other)
 
 
 def test_downloads_can_be_disabled(hub_cache, monkeypatch):
     monkeypatch.setenv("ARTLAB_OFFLINE", "1")
     with pytest.raises(weights.WeightsNotFoundError, match="ARTLAB_OFFLINE"):
-        weights.download(weights.find_known("vgg16"))
+        weights.download(catalogue.find_known("vgg16"))
 
 
 def test_cli_weights_list_and_where(hub_cache, capsys):
@@ -217,7 +223,7 @@ def _served_file(server, monkeypatch, payload=PAYLOAD, *, body=None, sha256=None
     server.files[path] = payload if body is None else body
     known = weights.KnownFile(key="testnet/LOCAL", filename=f"testnet-{digest[:8]}.pth", url=server.url(path),
                               sha256_prefix=digest[:8], sha256=sha256 or digest, **fields)
-    monkeypatch.setitem(weights._EXTRA, known.key, known)
+    _add_to_catalogue(monkeypatch, known)
     return known
 
 
@@ -305,7 +311,7 @@ def _assert_actionable(message: str, known: weights.KnownFile) -> None:
 
 def test_offline_download_names_file_cache_and_import(hub_cache, monkeypatch):
     monkeypatch.setenv("ARTLAB_OFFLINE", "1")
-    known = weights.find_known("vgg19")
+    known = catalogue.find_known("vgg19")
     with pytest.raises(weights.WeightsNotFoundError, match="disabled by ARTLAB_OFFLINE") as info:
         weights.download(known, progress=False)
     _assert_actionable(str(info.value), known)
@@ -321,7 +327,7 @@ def test_unreachable_server_names_file_cache_and_import(file_server, hub_cache, 
 
 
 def test_bundled_path_finds_the_installed_lite0_file_without_importing_it(hub_cache, monkeypatch):
-    lite0 = weights.find_known("efficientnet_lite0")
+    lite0 = catalogue.find_known("efficientnet_lite0")
     monkeypatch.delitem(sys.modules, lite0.package, raising=False)
     path = weights.bundled_path(lite0)
     assert path is not None and path.name == lite0.filename and path.stat().st_size > 1_000_000
@@ -332,7 +338,7 @@ def test_bundled_path_finds_the_installed_lite0_file_without_importing_it(hub_ca
 
 
 def test_a_lite_file_imports_by_name_or_by_full_sha256(tmp_path, hub_cache, capsys):
-    lite0 = weights.find_known("efficientnet_lite0")
+    lite0 = catalogue.find_known("efficientnet_lite0")
     bundled = weights.bundled_path(lite0)
     renamed = tmp_path / "lite0-from-a-usb-stick.pth"
     renamed.symlink_to(bundled)  # no 18 MB copy; identified by its whole sha256
@@ -340,11 +346,11 @@ def test_a_lite_file_imports_by_name_or_by_full_sha256(tmp_path, hub_cache, caps
     dest = hub_cache / lite0.filename
     assert capsys.readouterr().out.strip() == f"imported -> {dest}"
     assert weights.cached_path(lite0) == dest and weights.sha256_of(dest) == lite0.sha256
-    assert weights.import_file(bundled) == dest  # by name; the same contents: nothing to do
+    assert catalogue.import_file(bundled) == dest  # by name; the same contents: nothing to do
 
 
 def test_cli_weights_list_says_bundled_cached_or_missing(hub_cache, capsys):
-    (hub_cache / weights.find_known("efficientnet_lite1").filename).write_bytes(b"x")
+    (hub_cache / catalogue.find_known("efficientnet_lite1").filename).write_bytes(b"x")
     assert main(["weights", "list"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line and line[0] != " "}
     assert lines["efficientnet_lite0/IMAGENET"].split()[-1] == "bundled"
@@ -366,4 +372,4 @@ def test_cli_weights_download_offline_exits_1_with_the_message(hub_cache, monkey
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("artlab weights download: pretrained weights vgg19/IMAGENET1K_V1")
-    _assert_actionable(captured.err, weights.find_known("vgg19"))
+    _assert_actionable(captured.err, catalogue.find_known("vgg19"))

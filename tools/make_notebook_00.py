@@ -1,6 +1,6 @@
 """Writes notebooks/00_start_here.ipynb (outputs empty). Edit here, re-run, commit the result."""
 
-from notebook_writer import code, lite0_spec, md, names, write
+from notebook_writer import code, lite0_spec, main, md, names
 
 LITE0 = lite0_spec()
 cells = [
@@ -35,7 +35,7 @@ print(model.note)"""),
 `sample_corpus()` builds it on first use (about half a minute) from the photographs bundled with
 scikit-image, and caches it. Each photo also appears painted in five styles: k-means colour
 quantisation, SLIC superpixel mosaic, pointillism, brush strokes and woodblock (flat colour + ink edges)."""),
-    code("""corpus = sample_corpus()
+    code("""corpus = sample_corpus(progress=True)
 print(corpus.summary())
 corpus_grid(corpus)"""),
     md("""## 2. A painting and a photo
@@ -85,9 +85,9 @@ strong response, each map scaled to its own range). Read the rows from top to bo
 Pick a layer, the number of channels and their order; both images update in place. The forward pass is
 computed once and cached, so the controls respond immediately."""),
     code("""from artlab.activations import default_layers
-from artlab.widgets import FeatureMapViewer
+from artlab.widgets import ActivationExplorer
 
-viewer = FeatureMapViewer(model, {"painting": painting, "photo": photo}, layers=default_layers(model))
+viewer = ActivationExplorer(model, {"painting": painting, "photo": photo}, layers=default_layers(model), look="mosaic")
 viewer"""),
     md("""## Where next
 
@@ -98,4 +98,4 @@ viewer"""),
 ]
 
 if __name__ == "__main__":
-    write(cells, "00_start_here.ipynb")
+    main(cells, "00_start_here.ipynb")

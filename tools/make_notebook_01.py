@@ -5,7 +5,7 @@ by tools/lesson_numbers.py (run it to remeasure), and checked against a real run
 tests/test_notebooks.py, so the text cannot drift away from what the figures show.
 """
 
-from notebook_writer import code, md, write
+from notebook_writer import code, main, md
 
 #: measured by `python tools/lesson_numbers.py` (EfficientNet-Lite0, sample corpus, default sizes)
 QUOTED = {
@@ -92,7 +92,7 @@ print(model.note)
 style = list(model.spec.style_layers)   # shallow to deep (VGG: relu1_1 … relu5_1; Lite0: stem, stage2 …)
 shallow, middle, deep = style[0], style[2], style[-1]
 
-corpus = sample_corpus()
+corpus = sample_corpus(progress=True)
 painting = corpus.subset(style="brush", subject="astronaut").load(0, (SIZE, SIZE))
 photo = corpus.subset(style="photo", subject="astronaut").load(0, (SIZE, SIZE))"""),
     md("""## 1. Feature maps: painting beside photo, shallow and deep
@@ -252,7 +252,7 @@ bootstrap intervals are most of it.)"""),
 painting_set = corpus.subset(domain="painting")
 store = act.FeatureStore()     # pooled features are reused by every call below
 shift = act.domain_shift(photo_set, painting_set, model, size=SIZE, n_boot=BOOT, n_perm=PERM,
-                         cache=store, names=("photos", "paintings"))
+                         cache=store, names=("photos", "paintings"), progress=True)
 shift.wide()"""),
     code("""shift.plot()"""),
     md("""**What the curve means.** Each measure asks, layer by layer, whether the network's description
@@ -285,7 +285,8 @@ same photos, the same colours) and at most {sd:.2f} at every later layer: dots a
 ink edges are different textures, and texture is what the middle and deep channels respond to.""".format(
         sf=Q["styles_mmd_p_first_layer"], sd=Q["styles_mmd_p_max_deeper"])),
     code("""styles = act.domain_shift(corpus.subset(style="pointillism"), corpus.subset(style="woodblock"), model,
-                          size=SIZE, n_boot=BOOT, n_perm=PERM, cache=store, names=("pointillism", "woodblock"))
+                          size=SIZE, n_boot=BOOT, n_perm=PERM, cache=store, names=("pointillism", "woodblock"),
+                          progress=True)
 styles.wide()"""),
     md("""## 8. The domain-shift view
 
@@ -302,7 +303,7 @@ Features are cached in `store`, so trying other measures or layers does not reco
     code("""FOLDER_A = None   # e.g. "~/data/wikiart/impressionism"
 FOLDER_B = None   # e.g. "~/data/photos/landscapes"
 if FOLDER_A and FOLDER_B:
-    mine = act.domain_shift(FOLDER_A, FOLDER_B, model, size=224, cache=store, names=("A", "B"))
+    mine = act.domain_shift(FOLDER_A, FOLDER_B, model, size=224, cache=store, names=("A", "B"), progress=True)
     print("\\n".join(mine.notes))
     display(mine.wide(), mine.plot())
 else:
@@ -310,4 +311,4 @@ else:
 ]
 
 if __name__ == "__main__":
-    write(cells, "01_how_cnns_see_art.ipynb")
+    main(cells, "01_how_cnns_see_art.ipynb")

@@ -1,6 +1,6 @@
 """Writes notebooks/02_gram_matrices.ipynb (outputs empty). Edit here, re-run, commit the result."""
 
-from notebook_writer import code, lite0_spec, md, names, write
+from notebook_writer import code, lite0_spec, main, md, names
 
 LITE0 = lite0_spec()
 cells = [
@@ -63,7 +63,7 @@ With Lite0, at the first style layer, whose Grams record colour, the painting is
 photo (the dots keep the colours) while the two photos differ; from the second layer on, the dots are a
 texture of their own, and the painting's distance comes within a few times that between two unrelated
 photographs."""),
-    code("""corpus = sample_corpus()
+    code("""corpus = sample_corpus(progress=True)
 photo = corpus.subset(style="photo", subject="coffee").load(0, (SIZE, SIZE))
 painting = corpus.subset(style="pointillism", subject="coffee").load(0, (SIZE, SIZE))
 other_photo = corpus.subset(style="photo", subject="rocket").load(0, (SIZE, SIZE))
@@ -117,4 +117,4 @@ image_row({"painting": painting} | textures, title="Textures synthesised from Gr
 ]
 
 if __name__ == "__main__":
-    write(cells, "02_gram_matrices.ipynb")
+    main(cells, "02_gram_matrices.ipynb")

@@ -1,6 +1,6 @@
 """Writes notebooks/03_style_transfer.ipynb (outputs empty). Edit here, re-run, commit the result."""
 
-from notebook_writer import code, lite0_spec, md, names, write
+from notebook_writer import code, lite0_spec, main, md, names
 
 LITE0 = lite0_spec()
 
@@ -50,7 +50,7 @@ deepest = model.spec.style_layers[-1]
 print(f"receptive field of {deepest}: {receptive_field(model, deepest)[0]} px; lesson size: {SIZE} px")
 warnings.filterwarnings("ignore", category=ReceptiveFieldWarning)
 
-corpus = sample_corpus()
+corpus = sample_corpus(progress=True)
 photo = corpus.subset(style="photo", subject="chelsea").load(0, SIZE)          # the content: a cat
 painting = corpus.subset(style="woodblock", subject="astronaut").load(0, SIZE)  # the style: a woodblock print
 second = corpus.subset(style="pointillism", subject="coffee").load(0, SIZE)     # a second style, for blends
@@ -209,4 +209,4 @@ TransferLab(photo, [painting, second], model, size=SIZE, steps=STEPS * 2, output
 ]
 
 if __name__ == "__main__":
-    write(cells, "03_style_transfer.ipynb")
+    main(cells, "03_style_transfer.ipynb")

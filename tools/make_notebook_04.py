@@ -5,7 +5,7 @@ default settings, measured by tools/lesson_numbers.py (``embedding_claims``) and
 by tests/test_notebooks.py.
 """
 
-from notebook_writer import code, md, write
+from notebook_writer import code, main, md
 
 #: measured by `python tools/lesson_numbers.py` (EfficientNet-Lite0, sample corpus, 224 px, 5 folds)
 QUOTED = {
@@ -47,8 +47,9 @@ artlab. The first cell prints which; every figure carries its label."""),
     code("""import os
 import pandas as pd
 import torch
+from artlab.embed import linear_probe
 from artlab.data import Collection, sample_corpus
-from artlab.embed import embed, linear_probe, nearest
+from artlab.embed import embed, nearest
 from artlab.figures import corpus_grid, image_row
 from artlab.images import load_image
 from artlab.models import best_backbone
@@ -57,7 +58,7 @@ QUICK = os.environ.get("ARTLAB_QUICK", "") not in ("", "0")   # small settings w
 SIZE = 64 if QUICK else 224
 METHOD = "pca" if QUICK else "umap"   # UMAP's first fit compiles for ~17 s: PCA keeps the quick run quick
 
-corpus = sample_corpus()
+corpus = sample_corpus(progress=True)
 model = best_backbone()   # VGG-19 if cached, else EfficientNet-Lite0 (bundled); both trained on ImageNet
 print(model.note)
 print(corpus.summary())"""),
@@ -69,7 +70,7 @@ The layer is the network's embedding layer, deep enough for subject and composit
 EfficientNet-Lite0 `{layer}` ({channels} channels), for VGG-19 `relu4_2`. `print(emb)` says which. Vectors
 are cached on disk by file content, model and settings, so a second call (or a bigger folder that grew by
 ten images) only computes what is new.""".format(layer=Q["embed_layer"], channels=Q["embed_channels"])),
-    code("""emb = embed(corpus, model, size=SIZE)
+    code("""emb = embed(corpus, model, size=SIZE, progress=True)
 print(emb)
 emb.to_frame().head()"""),
     md("""## 2. The map
@@ -136,7 +137,7 @@ away. Pooling with the **Gram matrix** (`pooling="gram"`) keeps them. And is pai
 question than which of six classes? The table asks both."""),
     code("""rows = []
 for pooling in ("mean", "gram"):
-    e = emb if pooling == "mean" else embed(corpus, model, pooling=pooling, size=SIZE)
+    e = emb if pooling == "mean" else embed(corpus, model, pooling=pooling, size=SIZE, progress=True)
     for question in ("label", "domain"):
         p = linear_probe(e, question, folds=3 if QUICK else 5)
         rows.append({"pooling": pooling, "predicts": question, "accuracy": p.accuracy,
@@ -172,7 +173,7 @@ if MY_FOLDER:
 
     mine = Collection.from_folder(MY_FOLDER)
     print(mine.summary())
-    mine_emb = embed(mine, model, size=SIZE)
+    mine_emb = embed(mine, model, size=SIZE, progress=True)
     mine_map = EmbeddingMap(mine, mine_emb, method="umap", color_by="label")
     display(mine_map)
     if len(mine.classes) >= 2:
@@ -181,10 +182,10 @@ else:
     print("Set MY_FOLDER to a folder of images to map it (nothing done).")"""),
     md("""## Where next
 
-* `artlab.embed.project("umap" | "pca" | "tsne", emb, dims=3)` and `EmbeddingMap(..., dims=3)` for a 3-D map.
+* `artlab.embed.map_points("umap" | "pca" | "tsne", emb, dims=3)` and `EmbeddingMap(..., dims=3)` for a 3-D map.
 * `artlab.embed.finetune(folder)` trains a small classifier end to end instead of a linear probe.
 * The StyleGAN notebook (05) walks *generated* images between classes."""),
 ]
 
 if __name__ == "__main__":
-    write(cells, "04_embeddings.ipynb")
+    main(cells, "04_embeddings.ipynb")

@@ -1,6 +1,6 @@
 """Writes notebooks/05_stylegan.ipynb (outputs empty). Edit here, re-run, commit the result."""
 
-from notebook_writer import code, md, write
+from notebook_writer import code, main, md
 
 cells = [
     md("""# StyleGAN2-ADA: latent spaces, class mixes and projection
@@ -29,7 +29,7 @@ import torch
 from artlab.data import sample_corpus
 from artlab.figures import RANDOM_COLOUR, ArtlabFigure
 from artlab.images import to_numpy_hwc
-from artlab.stylegan import (class_label, class_mix_walk, collect, generate, lerp, map_to_ws,
+from artlab.stylegan import (Truncation, class_label, class_mix_walk, collect, generate, lerp, map_to_ws,
                              project, save_walk, style_mix_grid, synthesize, tiny_generator)
 from artlab.stylegan.pickle_io import UnsafePickleError, list_globals, load, save_generator
 
@@ -132,7 +132,7 @@ pd.DataFrame([{"name": official_file(p.name).key, "file": p.filename, "px": p.re
     code("""if cached_path(official_file("cifar10")):
     G_cifar = load("cifar10")                    # never executes the pickle
     G_cifar.class_names = list(CIFAR10_CLASSES)
-    display(show({name: generate(G_cifar, seeds=range(6), c=name, truncation_psi=0.7)
+    display(show({name: generate(G_cifar, seeds=range(6), c=name, truncation=0.7)
                   for name in ("cat", "horse", "ship")}, "CIFAR-10 StyleGAN2-ADA samples", G_cifar))
 else:
     print("cifar10.pkl is not cached, so this lesson continues with the random generator.\\n"
@@ -158,11 +158,11 @@ The mapping network keeps a running average ŵ of all the w it produced in train
 moves every w towards it: w' = ŵ + ψ·(w − ŵ). ψ = 1 leaves w alone (all the variety, also the odd
 samples); ψ = 0 gives the same "average" image for every seed; ψ around 0.5-0.7 is the usual trade-off.
 For a conditional model ŵ is an average over all classes, so strong truncation also washes the class out;
-`class_aware_truncation=True` moves towards the class's own mean w instead (`class_w_mean`, estimated by
-sampling)."""),
+`Truncation(psi, class_aware=True)` moves towards the class's own mean w instead (`class_w_mean`, estimated by
+sampling). Every function that truncates takes one such `truncation=` setting (a bare number means ψ)."""),
     code("""psis = [0.0, 0.25, 0.5, 0.75, 1.0]
-rows = {f"seed {s}": torch.cat([generate(G, seeds=[s], c=1, truncation_psi=psi) for psi in psis]) for s in (0, 1, 2)}
-rows["seed 0, class-aware"] = torch.cat([generate(G, seeds=[0], c=1, truncation_psi=psi, class_aware_truncation=True)
+rows = {f"seed {s}": torch.cat([generate(G, seeds=[s], c=1, truncation=psi) for psi in psis]) for s in (0, 1, 2)}
+rows["seed 0, class-aware"] = torch.cat([generate(G, seeds=[0], c=1, truncation=Truncation(psi, class_aware=True))
                                          for psi in psis])
 show(rows, "Truncation ψ (class 1)", G, columns=[f"ψ = {psi}" for psi in psis])"""),
     md("""## 5. 70% class 0, 30% class 1: two ways to mix classes
@@ -181,22 +181,23 @@ A class-conditional generator was trained on one-hot labels only. There are two 
 
 Both agree at 0% and 100%. They differ in between:"""),
     code("""PSI, SEEDS = 0.7, [0, 1, 2, 3]
-soft = generate(G, seeds=SEEDS, c={0: 0.7, 1: 0.3}, truncation_psi=PSI, class_aware_truncation=True)
-w0 = map_to_ws(G, SEEDS, None, 0, truncation_psi=PSI, class_aware_truncation=True)
-w1 = map_to_ws(G, SEEDS, None, 1, truncation_psi=PSI, class_aware_truncation=True)
+TRUNC = Truncation(PSI, class_aware=True)   # towards each class's own centre
+soft = generate(G, seeds=SEEDS, c={0: 0.7, 1: 0.3}, truncation=TRUNC)
+w0 = map_to_ws(G, SEEDS, None, 0, truncation=TRUNC)
+w1 = map_to_ws(G, SEEDS, None, 1, truncation=TRUNC)
 centroid = synthesize(G, lerp(w0, w1, 0.3))
-w_soft = map_to_ws(G, SEEDS, None, {0: 0.7, 1: 0.3}, truncation_psi=PSI, class_aware_truncation=True)
+w_soft = map_to_ws(G, SEEDS, None, {0: 0.7, 1: 0.3}, truncation=TRUNC)
 gap = ((w_soft - lerp(w0, w1, 0.3)).norm(dim=-1).mean() / (w1 - w0).norm(dim=-1).mean()).item()
 print(f"soft-label w is {gap:.0%} of the class-0-to-class-1 distance away from the centroid mix")
 print("label fed to the mapping network:", class_label(G, {0: 0.7, 1: 0.3}).tolist())
-show({"class 0": generate(G, seeds=SEEDS, c=0, truncation_psi=PSI, class_aware_truncation=True),
+show({"class 0": generate(G, seeds=SEEDS, c=0, truncation=TRUNC),
       "70/30 soft label": soft, "70/30 centroid": centroid,
-      "class 1": generate(G, seeds=SEEDS, c=1, truncation_psi=PSI, class_aware_truncation=True)},
+      "class 1": generate(G, seeds=SEEDS, c=1, truncation=TRUNC)},
      f"70% class 0 / 30% class 1, ψ = {PSI}", G, columns=[f"seed {s}" for s in SEEDS])"""),
     md("""The same as walks from class 0 to class 1 (`class_mix_walk`, one seed). Walks are generators of
 frames, so they can be played, stopped, collected (`collect`) or saved as GIF/MP4 (`save_walk`)."""),
     code("""walks = {method: collect(class_mix_walk(G, classes=(0, 1), steps=FRAMES, method=method, seed=0,
-                                       truncation_psi=PSI))
+                                       truncation=PSI))
          for method in ("soft_label", "centroid")}
 shares = torch.linspace(0, 1, FRAMES).tolist()
 for method, frames in walks.items():
@@ -211,7 +212,7 @@ class-aware truncation, style mixing with a range of ws rows from a second seed,
 **Export GIF / MP4** writes the last walk, **Save PNG** the image on show, into the output folder."""),
     code("""from artlab.widgets import LatentExplorer
 
-explorer = LatentExplorer(G, seed=0, truncation_psi=0.7, output_dir=OUT)
+explorer = LatentExplorer(G, seed=0, truncation=0.7, output_dir=OUT)
 explorer"""),
     md("""## 7. Projection: which latent draws this painting?
 
@@ -226,51 +227,25 @@ as a soft label. The target is centre-cropped and resized to the generator's res
 
 LPIPS needs torchvision's ImageNet VGG16 weights (`vgg16-397923af.pth`, 528 MB: `artlab weights download
 vgg16`). When they are not here, artlab *could* run LPIPS on a random VGG16, but that distance is **not a
-perceptual metric** (its label would say so in red). This notebook uses a trained network instead: the same
-recipe as LPIPS (feature maps at several layers, each position's channel vector scaled to length 1,
-squared differences averaged over positions, summed over layers) on the network of the other lessons,
-`best_backbone()`, without LPIPS's learned per-channel weights. It is not calibrated against human
-judgements as LPIPS is, but its features are an ImageNet-trained network's. The first lines of the output
-say which distance is used. And with a random generator, do not expect a likeness: it cannot draw
+perceptual metric**. So `perceptual_loss("auto")` uses a trained network instead: the same recipe as LPIPS
+(feature maps at several layers, each position's channel vector scaled to length 1, squared differences
+averaged over positions, summed over layers) on the network of the other lessons, `best_backbone()`, without
+LPIPS's learned per-channel weights (`FeatureDistance`). It is not calibrated against human judgements as
+LPIPS is, but its features are an ImageNet-trained network's. The metric's `label` says which distance it is,
+and its `note` why "auto" chose it. And with a random generator, do not expect a likeness: it cannot draw
 paintings."""),
-    code("""import torch.nn.functional as F
-from artlab.models import best_backbone, features
-from artlab.stylegan.perceptual import VGG16_WEIGHTS_KEY
+    code("""from artlab.stylegan.perceptual import LPIPSLoss, perceptual_loss
 from artlab.stylegan.project import prepare_target
-from artlab.weights import find_known
 
-
-class FeatureDistance(torch.nn.Module):
-    \"\"\"LPIPS's recipe without its learned weights, on a trained backbone: at each style layer, scale every
-    position's channel vector to length 1, then average the squared differences over positions; sum over layers.\"\"\"
-
-    def __init__(self, model, min_size=64):
-        super().__init__()
-        self.model, self.layers, self.min_size = model, list(model.spec.style_layers), min_size
-        self.label = f"feature distance on {model.label} (LPIPS recipe, no learned weights)"
-        self.pretrained = model.pretrained      # read by project() and ProjectionView for their labels
-
-    def forward(self, a, b):                    # a: N×3×H×W (requires grad), b: 1 or N images; -> (N,)
-        if b.shape[0] == 1 and a.shape[0] > 1:
-            b = b.expand(a.shape[0], -1, -1, -1)
-        size = max(self.min_size, a.shape[-1])  # tiny generator images: upsample so deep layers keep a few positions
-        a, b = (F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False) for x in (a, b))
-        fa, fb = features(self.model, a, self.layers), features(self.model, b, self.layers)
-        unit = lambda f: f / (f.norm(dim=1, keepdim=True) + 1e-10)
-        return sum((unit(fa[k]) - unit(fb[k])).square().sum(dim=1).mean(dim=(1, 2)) for k in self.layers)
-
-
-if cached_path(find_known(VGG16_WEIGHTS_KEY)):
-    PERCEPTUAL = "lpips-vgg"                     # the real LPIPS
-    print("perceptual distance: LPIPS (VGG16, ImageNet)")
-else:
-    PERCEPTUAL = FeatureDistance(best_backbone(device="cpu"))
-    print(f"vgg16-397923af.pth is not cached, so: {PERCEPTUAL.label}")
-painting = prepare_target(sample_corpus().subset(style="brush", subject="chelsea").load(0), RES)  # crop, resize
+METRIC = perceptual_loss("auto")   # LPIPS-VGG when its weights are here, else a labelled feature distance
+print("perceptual distance:", METRIC.label)
+if getattr(METRIC, "note", ""):
+    print(METRIC.note)
+painting = prepare_target(sample_corpus(progress=True).subset(style="brush", subject="chelsea").load(0), RES)  # crop, resize
 results, curves = {}, {}
 for space in ("w", "w+"):
-    run = project(G, painting, steps=STEPS, space=space, c="optimize", perceptual=PERCEPTUAL, seed=0)
-    curves[space] = [step.lpips for step in run]          # one ProjectionStep per step; run.close() would stop
+    run = project(G, painting, steps=STEPS, space=space, c="optimize", perceptual=METRIC, seed=0)
+    curves[space] = [step.lpips for step in run]          # one ProjectionStep per step; break or run.close() stops
     results[space] = run.result()
 print(run.label)   # which generator and which distance
 for space, result in results.items():
@@ -283,22 +258,22 @@ ax = fig.subplots()
 for space, values in curves.items():
     ax.plot(values, label=space.upper())
 ax.set_xlabel("step")
-ax.set_ylabel("LPIPS" if PERCEPTUAL == "lpips-vgg" else "feature distance")
+ax.set_ylabel("LPIPS" if isinstance(METRIC, LPIPSLoss) else "feature distance")
 ax.legend()
-ax.set_title("Perceptual distance per step: " + ("LPIPS (VGG16)" if PERCEPTUAL == "lpips-vgg" else PERCEPTUAL.label),
-             fontsize=8)
+ax.set_title(f"Perceptual distance per step: {METRIC.label}", fontsize=8)
 fig.tight_layout()
 fig"""),
     md("""Do not expect a smooth descent here. The projector adds exploration noise to w during the first
 part of the run, and a random generator has nothing resembling the painting to find, so the distance dips
 early and then wanders; `run.result()` keeps the best step (printed above)."""),
-    md("""A projected latent is an ordinary latent: walk from it. `walk_to_class` keeps the latent's offset
+    md("""A projected latent is an ordinary latent: walk from it. `walk_w_to_class` keeps the latent's offset
 from the centre of the class it was projected with and moves that centre to another class's centroid, in a
-straight line in W (the centroid method of section 5, for a latent that has no seed)."""),
-    code("""from artlab.stylegan.walks import walk_to_class
+straight line in W (the centroid method of section 5, for a latent that has no seed). Like every walk it is a
+generator of frames; `collect` stacks their images."""),
+    code("""from artlab.stylegan.walks import walk_w_to_class
 
 best = results["w"]
-to_class = {k: walk_to_class(G, best.ws, k, frames=FRAMES, c_from=best.c) for k in range(G.c_dim)}
+to_class = {k: collect(walk_w_to_class(G, best.ws, k, FRAMES, c_from=best.c)) for k in range(G.c_dim)}
 show({f"→ class {k}": frames for k, frames in to_class.items()}, "From the projection (left) towards each class",
      G, columns=[f"t = {t:.2f}" for t in torch.linspace(0, 1, FRAMES).tolist()])"""),
     md("""### The projection view
@@ -308,7 +283,7 @@ press **Project** and watch the distance curve (the same distance as above) and 
 the best latents so far. Then walk from the projection to a class of your choice."""),
     code("""from artlab.widgets import ProjectionView
 
-ProjectionView(G, painting, perceptual=PERCEPTUAL, steps=STEPS, output_dir=OUT)"""),
+ProjectionView(G, painting, perceptual=METRIC, steps=STEPS, output_dir=OUT)   # the view shows METRIC.label"""),
     md("""## 8. How this relates to the activations and Gram lessons
 
 * **LPIPS is built from the feature maps of notebook 01.** It runs both images through VGG16, takes the
@@ -331,10 +306,12 @@ pd.DataFrame([{"block": f"{res}×{res}", "ws rows": f"{sl.start}–{sl.stop - 1}
               for res, sl in slices.items()])"""),
     md("""## Where next
 
-* `generate(G, seeds, c, truncation_psi=…)`, `style_mix_grid`, `walk_z` / `walk_w` / `class_mix_walk`,
-  `project(G, image, …)`: all in `artlab.stylegan`, all returning images in artlab's [0, 1] convention.
+* `generate(G, seeds, c, truncation=Truncation(…))`, `render` (one call: class mix, truncation, noise and
+  style mixing, as the explorer draws), `style_mix_grid`, `walk_z` / `walk_w` / `class_mix_walk`,
+  `project(G, image, ProjectionSettings(…))`: all in `artlab.stylegan`, all returning images in artlab's [0, 1]
+  convention.
 * With a real network (section 2), re-run sections 3-7: the same code, meaningful pictures."""),
 ]
 
 if __name__ == "__main__":
-    write(cells, "05_stylegan.ipynb")
+    main(cells, "05_stylegan.ipynb")

@@ -38,21 +38,31 @@ __all__ = [
 # Generation, walks and projection (issue 7, second half).
 from artlab.stylegan.generate import (  # noqa: E402
     CIFAR10_CLASSES,
+    Rendered,
+    StyleMix,
+    Truncation,
     class_label,
     class_names,
     class_w_mean,
     from_images,
     generate,
     map_to_ws,
+    render,
     style_mix,
     style_mix_grid,
     synthesize,
     to_images,
     truncate,
 )
-from artlab.stylegan.perceptual import LPIPSLoss, perceptual_loss  # noqa: E402
+from artlab.stylegan.perceptual import FeatureDistance, LPIPSLoss, perceptual_loss  # noqa: E402
 from artlab.stylegan.pickle_io import load, save_generator  # noqa: E402
-from artlab.stylegan.project import Projection, ProjectionResult, ProjectionStep, project  # noqa: E402
+from artlab.stylegan.project import (  # noqa: E402
+    Projection,
+    ProjectionResult,
+    ProjectionSettings,
+    ProjectionStep,
+    project,
+)
 from artlab.stylegan.walks import (  # noqa: E402
     WalkFrame,
     class_mix_walk,
@@ -63,28 +73,35 @@ from artlab.stylegan.walks import (  # noqa: E402
     slerp,
     walk_to_class,
     walk_w,
+    walk_w_to_class,
     walk_z,
 )
 
 __all__ += [
     "CIFAR10_CLASSES",
+    "Rendered",
+    "StyleMix",
+    "Truncation",
     "class_label",
     "class_names",
     "class_w_mean",
     "from_images",
     "generate",
     "map_to_ws",
+    "render",
     "style_mix",
     "style_mix_grid",
     "synthesize",
     "to_images",
     "truncate",
+    "FeatureDistance",
     "LPIPSLoss",
     "perceptual_loss",
     "load",
     "save_generator",
     "Projection",
     "ProjectionResult",
+    "ProjectionSettings",
     "ProjectionStep",
     "project",
     "WalkFrame",
@@ -94,7 +111,8 @@ __all__ += [
     "lerp",
     "save_walk",
     "slerp",
-    "walk_to_class",
+    "walk_to_class",  # deprecated alias: collect(walk_w_to_class(...))
     "walk_w",
+    "walk_w_to_class",
     "walk_z",
 ]

@@ -6,24 +6,34 @@ CPU, through one pair of converters (:func:`to_images`, :func:`from_images`).
 
 Truncation (design spec 4.2, 6.1). The official truncation lerps every w towards the
 stored ``mapping.w_avg``: ``w' = w_avg + psi·(w − w_avg)`` on the ws rows
-``< truncation_cutoff``. For a class-conditional generator ``w_avg`` was tracked over
-training labels, so it is a *class-agnostic* centre: strong truncation pulls every class
-towards the same average image. ``class_aware_truncation=True`` (an extension, not
-official behaviour) lerps towards the class's own mean in W instead, estimated by
-sampling ``mapping(z, c)`` (:func:`class_w_mean`).
+``< cutoff``. For a class-conditional generator ``w_avg`` was tracked over training
+labels, so it is a *class-agnostic* centre: strong truncation pulls every class towards
+the same average image. ``class_aware=True`` (an extension, not official behaviour)
+lerps towards the class's own mean in W instead, estimated by sampling ``mapping(z, c)``
+(:func:`class_w_mean`). Every function that truncates takes one :class:`Truncation`
+(``psi``, ``cutoff``, ``class_aware``, ``n_class_samples``; a bare number means
+``Truncation(psi=…)``); the old keywords ``truncation_psi=`` … still work for one
+release, with a DeprecationWarning.
 
 Style mixing (spec 4.4, 4.11): ws rows are the per-layer inputs of the synthesis
 network (row 0 feeds the 4×4 block; a ToRGB shares its row with the next block's first
 conv). Taking a range of rows from another latent mixes coarse (low rows) or fine (high
 rows) attributes.
+
+:func:`render` is the one call behind an interactive view: seeds (or z), a class or class
+mix, a truncation, a noise mode and an optional style mix in, images and their ws out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -34,6 +44,13 @@ from artlab.stylegan.networks import NOISE_MODES, z_from_seeds
 __all__ = [
     "CIFAR10_CLASSES",
     "ClassSpec",
+    "Truncation",
+    "as_truncation",
+    "StyleMix",
+    "Rendered",
+    "render",
+    "check_noise_mode",
+    "label_rows",
     "to_images",
     "from_images",
     "class_label",
@@ -150,8 +167,12 @@ def class_label(G, cls: ClassSpec) -> Tensor:
     return (weights / total).to(torch.float32).unsqueeze(0)
 
 
-def _labels(G, c: ClassSpec, n: int) -> Tensor | None:
-    """c as (n, c_dim) rows on the CPU: a class spec broadcast, or a per-row label tensor."""
+def label_rows(G, c: ClassSpec, n: int) -> Tensor | None:
+    """c as (n, c_dim) label rows on the CPU (None for an unconditional G): a class spec
+    (:func:`class_label`) repeated n times, or a (n, c_dim) tensor of per-row labels, each checked.
+
+    What the mapping network is fed; the walks (:mod:`artlab.stylegan.walks`) use it too.
+    """
     if G.c_dim == 0:
         if c is not None:
             class_label(G, c)  # raises the "unconditional" error
@@ -187,7 +208,7 @@ def class_w_mean(G, c: ClassSpec = None, *, n: int = 2000, seed: int = 0, chunk:
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int (number of latents to average), got {n!r}")
-    label = _labels(G, c, 1)
+    label = label_rows(G, c, 1)
     key = (None if label is None else tuple(label[0].tolist()), n, int(seed), _mapping_version(G))
     cache = _W_MEANS.setdefault(G, {})
     if key in cache:
@@ -208,6 +229,97 @@ def class_w_mean(G, c: ClassSpec = None, *, n: int = 2000, seed: int = 0, chunk:
         cache.pop(next(iter(cache)))
     cache[key] = mean
     return mean.clone()
+
+
+# --------------------------------------------------------------------------- truncation settings
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How far to pull latents towards a centre: ``w' = centre + psi·(w − centre)`` (spec 4.2).
+
+    ``psi``: 1 leaves w alone (all the variety), 0 gives every seed the centre's image,
+    0.5-0.7 is the usual trade-off. ``cutoff``: only the ws rows ``< cutoff`` are pulled
+    (None: all rows; official ``truncation_cutoff``). ``class_aware``: the centre is each
+    label's own mean in W (:func:`class_w_mean` over ``n_class_samples`` latents) instead of
+    the class-agnostic ``mapping.w_avg`` (an extension; needs a conditional generator).
+    """
+
+    psi: float = 1.0
+    cutoff: int | None = None
+    class_aware: bool = False
+    n_class_samples: int = 2000
+
+    def __post_init__(self) -> None:
+        try:  # a number of any kind (also a 0-d tensor) becomes a float
+            psi = math.nan if isinstance(self.psi, (bool, str)) else float(self.psi)
+        except (TypeError, ValueError):
+            psi = math.nan
+        if not math.isfinite(psi):
+            raise ValueError(f"truncation psi must be a finite number, got {self.psi!r}")
+        object.__setattr__(self, "psi", psi)
+        cutoff = self.cutoff
+        if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, int) or cutoff < 0):
+            raise ValueError(f"truncation cutoff must be None or an int ≥ 0 (number of ws rows), got {cutoff!r}")
+        n = self.n_class_samples
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n_class_samples must be a positive int (latents per class mean), got {n!r}")
+
+    def replace(self, **changes: object) -> Truncation:
+        """A copy with some fields changed (``Truncation(0.7).replace(class_aware=True)``)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+#: The keywords every truncating function took before :class:`Truncation` (-> its field).
+LEGACY_TRUNCATION_KEYWORDS = {
+    "truncation_psi": "psi",
+    "truncation_cutoff": "cutoff",
+    "class_aware_truncation": "class_aware",
+    "n_class_samples": "n_class_samples",
+}
+
+
+def as_truncation(
+    truncation: Truncation | float | None = None,
+    legacy: Mapping[str, object] | None = None,
+    *,
+    default: Truncation = Truncation(),
+    caller: str = "this function",
+    stacklevel: int = 3,
+) -> Truncation:
+    """The :class:`Truncation` a call asked for.
+
+    ``truncation``: a :class:`Truncation`, a number (``psi``, the other fields from
+    ``default``) or None (``default``). ``legacy``: the call's other keywords; the old
+    ``truncation_psi`` / ``truncation_cutoff`` / ``class_aware_truncation`` /
+    ``n_class_samples`` are applied over ``default`` with a DeprecationWarning (one
+    release), any other keyword is a TypeError, as Python would raise.
+    """
+    legacy = dict(legacy or {})
+    unknown = sorted(set(legacy) - set(LEGACY_TRUNCATION_KEYWORDS))
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    if truncation is None:
+        result = default
+    elif isinstance(truncation, Truncation):
+        result = truncation
+    elif isinstance(truncation, numbers.Real) and not isinstance(truncation, bool):
+        result = default.replace(psi=float(truncation))
+    else:
+        raise TypeError(f"truncation must be a Truncation, a number (psi) or None, got {type(truncation).__name__}")
+    if legacy:
+        if truncation is not None:
+            raise TypeError(f"{caller}(): give truncation=Truncation(...) or the old keywords "
+                            f"({', '.join(sorted(legacy))}), not both")
+        fields = {LEGACY_TRUNCATION_KEYWORDS[k]: v for k, v in legacy.items()}
+        new = ", ".join(f"{f}={v!r}" for f, v in fields.items())
+        warnings.warn(
+            f"{caller}(): the keywords {', '.join(k + '=' for k in legacy)} are deprecated and will be removed in "
+            f"the next release; pass truncation=Truncation({new}) (artlab.stylegan.Truncation)",
+            DeprecationWarning, stacklevel=stacklevel,
+        )
+        result = result.replace(**fields)
+    return result
 
 
 # --------------------------------------------------------------------------- mapping and synthesis
@@ -233,7 +345,8 @@ def truncate(ws: Tensor, center: Tensor, psi: float, cutoff: int | None = None) 
     return out
 
 
-def _check_noise_mode(noise_mode: str) -> None:
+def check_noise_mode(noise_mode: str) -> None:
+    """ValueError unless ``noise_mode`` is one of :data:`artlab.stylegan.networks.NOISE_MODES`."""
     if noise_mode not in NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
 
@@ -251,38 +364,42 @@ def _latents(G, seeds: int | Sequence[int] | None, z: Tensor | None) -> Tensor:
     return z.detach().to("cpu", torch.float32)
 
 
-@torch.no_grad()
 def map_to_ws(
     G,
     seeds: int | Sequence[int] | None = None,
     z: Tensor | None = None,
     c: ClassSpec = None,
     *,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-    class_aware_truncation: bool = False,
-    n_class_samples: int = 2000,
+    truncation: Truncation | float | None = None,
+    **legacy: object,
 ) -> Tensor:
-    """ws (N, num_ws, w_dim) on G's device for seeds (or z) and a class, with truncation.
+    """ws (N, num_ws, w_dim) on G's device for seeds (or z) and a class, with ``truncation``.
 
-    ``class_aware_truncation`` lerps towards each label's sampled W mean
-    (:func:`class_w_mean`, ``n_class_samples`` latents) instead of the class-agnostic
-    ``mapping.w_avg``; it needs a conditional generator.
+    ``truncation`` (a :class:`Truncation` or a psi; default none): with ``class_aware`` it
+    lerps towards each label's sampled W mean (:func:`class_w_mean`) instead of the
+    class-agnostic ``mapping.w_avg``, which needs a conditional generator. The old keywords
+    (``truncation_psi=`` …) still work for one release (DeprecationWarning).
     """
+    trunc = as_truncation(truncation, legacy, caller="map_to_ws")
+    with torch.no_grad():
+        return _mapped(G, seeds, z, c, trunc)
+
+
+def _mapped(G, seeds: int | Sequence[int] | None, z: Tensor | None, c: ClassSpec, trunc: Truncation) -> Tensor:
     zs = _latents(G, seeds, z)
-    labels = _labels(G, c, zs.shape[0])
+    labels = label_rows(G, c, zs.shape[0])
     ws = G.mapping(zs.to(G.device), None if labels is None else labels.to(G.device), update_w_avg=False)
-    if float(truncation_psi) == 1.0:
+    if float(trunc.psi) == 1.0:
         return ws
-    if class_aware_truncation:
+    if trunc.class_aware:
         if labels is None:
-            raise ValueError("class_aware_truncation needs a class-conditional generator (c_dim > 0)")
-        centers = torch.stack([class_w_mean(G, row, n=n_class_samples) for row in labels])
+            raise ValueError("class_aware truncation needs a class-conditional generator (c_dim > 0)")
+        centers = torch.stack([class_w_mean(G, row, n=trunc.n_class_samples) for row in labels])
     else:
         if getattr(G.mapping, "w_avg", None) is None:
-            raise ValueError("this generator has no w_avg, so it cannot truncate; use truncation_psi=1")
+            raise ValueError("this generator has no w_avg, so it cannot truncate; use truncation psi=1")
         centers = G.mapping.w_avg.detach()
-    return truncate(ws, centers, truncation_psi, truncation_cutoff)
+    return truncate(ws, centers, trunc.psi, trunc.cutoff)
 
 
 @torch.no_grad()
@@ -292,7 +409,7 @@ def synthesize(G, ws: Tensor, *, noise_mode: str = "const", noise_seed: int = 0,
     ``noise_mode='random'`` draws the per-pixel noise from one ``torch.Generator`` seeded
     with ``noise_seed`` (batch after batch), so a call is reproducible.
     """
-    _check_noise_mode(noise_mode)
+    check_noise_mode(noise_mode)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     gen = torch.Generator(device=G.device).manual_seed(int(noise_seed)) if noise_mode == "random" else None
@@ -309,26 +426,24 @@ def generate(
     z: Tensor | None = None,
     c: ClassSpec = None,
     *,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
+    truncation: Truncation | float | None = None,
     noise_mode: str = "const",
-    class_aware_truncation: bool = False,
     noise_seed: int = 0,
     batch_size: int = 8,
+    **legacy: object,
 ) -> Tensor:
     """Images (N×3×R×R in [0, 1], CPU) for seeds (official z convention) or latents ``z``.
 
     c: a class for every image (index, name, ``{class: weight}`` soft label, c_dim weights)
-    or a (N, c_dim) tensor of labels, one per image. truncation_psi / truncation_cutoff:
-    lerp the first ``cutoff`` ws rows towards the centre (``mapping.w_avg``, or the class's
-    W mean with ``class_aware_truncation``). noise_mode: ``'const'`` (stored noise, the
+    or a (N, c_dim) tensor of labels, one per image. truncation: a :class:`Truncation` (or
+    a psi) lerping the first ``cutoff`` ws rows towards the centre (``mapping.w_avg``, or
+    the class's W mean with ``class_aware``). noise_mode: ``'const'`` (stored noise, the
     default for reproducible images), ``'random'`` (seeded by ``noise_seed``) or ``'none'``.
+    The old keywords (``truncation_psi=`` …) still work for one release (DeprecationWarning).
     """
-    _check_noise_mode(noise_mode)
-    ws = map_to_ws(
-        G, seeds, z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-        class_aware_truncation=class_aware_truncation,
-    )
+    trunc = as_truncation(truncation, legacy, caller="generate")
+    check_noise_mode(noise_mode)
+    ws = map_to_ws(G, seeds, z, c, truncation=trunc)
     return synthesize(G, ws, noise_mode=noise_mode, noise_seed=noise_seed, batch_size=batch_size)
 
 
@@ -378,28 +493,27 @@ def style_mix_grid(
     layers: range | slice | tuple[int, int] = (0, 7),
     *,
     c: ClassSpec = None,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-    class_aware_truncation: bool = False,
+    truncation: Truncation | float | None = None,
     noise_mode: str = "const",
     noise_seed: int = 0,
     as_grid: bool = True,
+    **legacy: object,
 ) -> Tensor:
     """The style-mixing table: cell (i, j) = row seed i with ``layers`` taken from column seed j.
 
     Headers are the plain images: the top row shows the column seeds, the left column the
     row seeds, the corner is blank (white). As in the official ``style_mixing.py`` the
-    default layers are rows 0-6 (coarse and middle styles from the column seed). Returns
+    default layers are rows 0-6 (coarse and middle styles from the column seed). Every
+    latent is mapped with ``c`` and ``truncation`` (a :class:`Truncation` or a psi). Returns
     one grid image (1×3×H×W) or, with ``as_grid=False``, the (R+1)·(C+1) tiles in row order.
     """
+    trunc = as_truncation(truncation, legacy, caller="style_mix_grid")
     rows, cols = list(row_seeds), list(col_seeds)
     if not rows or not cols:
         raise ValueError("give at least one row seed and one column seed")
     layers = layer_range(G, layers)
-    kw = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-              class_aware_truncation=class_aware_truncation)
-    ws_rows = map_to_ws(G, rows, None, c, **kw)
-    ws_cols = map_to_ws(G, cols, None, c, **kw)
+    ws_rows = map_to_ws(G, rows, None, c, truncation=trunc)
+    ws_cols = map_to_ws(G, cols, None, c, truncation=trunc)
     mixed = torch.cat([style_mix(G, ws_rows[i : i + 1], ws_cols, layers) for i in range(len(rows))])
     syn = dict(noise_mode=noise_mode, noise_seed=noise_seed)
     row_imgs, col_imgs = synthesize(G, ws_rows, **syn), synthesize(G, ws_cols, **syn)
@@ -410,3 +524,60 @@ def style_mix_grid(
         tiles += [row_imgs[i : i + 1], *cells[i * len(cols) : (i + 1) * len(cols)].split(1)]
     batch = torch.cat(tiles)
     return image_grid(batch, nrow=len(cols) + 1) if as_grid else batch
+
+
+# --------------------------------------------------------------------------- one call for a view
+
+
+@dataclass(frozen=True)
+class StyleMix:
+    """Take the ws rows ``layers`` from the latent of ``seed`` (mapped with the same class and truncation)."""
+
+    seed: int
+    layers: range | slice | tuple[int, int] = (0, 7)
+
+
+class Rendered(NamedTuple):
+    """What :func:`render` drew: ``images`` (N×3×R×R in [0, 1], CPU) and the ``ws`` that drew them."""
+
+    images: Tensor
+    ws: Tensor
+
+
+_mix_rows = style_mix  # render's ``style_mix`` argument shadows the function inside it
+
+
+@torch.no_grad()
+def render(
+    G,
+    seeds_or_z: int | Sequence[int] | Tensor,
+    c: ClassSpec = None,
+    *,
+    truncation: Truncation | float | None = None,
+    noise_mode: str = "const",
+    noise_seed: int = 0,
+    style_mix: StyleMix | tuple[int, range | slice | tuple[int, int]] | None = None,
+    batch_size: int = 8,
+) -> Rendered:
+    """Images and ws for seeds (or a z tensor), a class or class mix, a truncation and a style mix, in one call.
+
+    What an interactive view draws: :func:`map_to_ws` (``c``: an index, a name,
+    ``{class: weight}``, c_dim weights; ``truncation``: a :class:`Truncation` or a psi), then,
+    with ``style_mix=StyleMix(seed, layers)`` (or ``(seed, layers)``), the rows ``layers``
+    replaced by those of ``seed``'s latent under the same class and truncation
+    (:func:`style_mix`), then :func:`synthesize` with ``noise_mode``. Returns
+    ``Rendered(images, ws)`` (ws on the CPU).
+    """
+    trunc = as_truncation(truncation, caller="render")
+    check_noise_mode(noise_mode)
+    if isinstance(seeds_or_z, Tensor) and seeds_or_z.is_floating_point():
+        ws = map_to_ws(G, None, seeds_or_z, c, truncation=trunc)
+    else:
+        ws = map_to_ws(G, seeds_or_z, None, c, truncation=trunc)  # type: ignore[arg-type]
+    if style_mix is not None:
+        mix = style_mix if isinstance(style_mix, StyleMix) else StyleMix(*style_mix)
+        per_row = isinstance(c, Tensor) and c.ndim == 2 and c.shape[0] > 1  # one label per latent: mix each
+        mix_ws = map_to_ws(G, [int(mix.seed)] * (ws.shape[0] if per_row else 1), None, c, truncation=trunc)
+        ws = _mix_rows(G, ws, mix_ws, mix.layers)
+    images = synthesize(G, ws, noise_mode=noise_mode, noise_seed=noise_seed, batch_size=batch_size)
+    return Rendered(images, ws.detach().cpu())

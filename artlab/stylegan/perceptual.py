@@ -16,23 +16,42 @@ Its two sets of weights come from different places:
 ``perceptual_loss("lpips-vgg-random")`` builds the same network with a seeded random
 VGG16 (the lin layers still trained). It lets code and tests run offline, but it is not a
 perceptual metric, and its label says so.
+
+``perceptual_loss("auto")`` is the choice projection views and lessons make: real
+LPIPS-VGG when its VGG16 file is here (:func:`lpips_vgg_available`), else
+:class:`FeatureDistance`, LPIPS's recipe without its learned weights on the best trained
+network on this machine (:func:`artlab.models.best_backbone`), labelled as such. Only when
+no trained network is here at all does it fall back to the random LPIPS, with a warning
+and its "not a perceptual metric" label: never a silent stand-in.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from artlab import weights as _weights
+from artlab.models import Backbone, best_backbone, features
 
-__all__ = ["PERCEPTUAL_CHOICES", "RANDOM_LPIPS_LABEL", "LPIPSLoss", "perceptual_loss", "VGG16_WEIGHTS_KEY"]
+__all__ = [
+    "PERCEPTUAL_CHOICES",
+    "RANDOM_LPIPS_LABEL",
+    "LPIPSLoss",
+    "FeatureDistance",
+    "perceptual_loss",
+    "VGG16_WEIGHTS_KEY",
+    "lpips_vgg_file",
+    "lpips_vgg_available",
+    "lpips_vgg_missing_note",
+]
 
-PERCEPTUAL_CHOICES = ("lpips-vgg", "lpips-vgg-random")
+PERCEPTUAL_CHOICES = ("auto", "lpips-vgg", "lpips-vgg-random")
 VGG16_WEIGHTS_KEY = "vgg16/IMAGENET1K_V1"  # torchvision's vgg16-397923af.pth, which LPIPS v0.1 was calibrated on
 RANDOM_LPIPS_LABEL = "LPIPS with random VGG backbone: not a perceptual metric"
 
@@ -47,17 +66,63 @@ class LPIPSLoss(nn.Module):
     True only with the ImageNet VGG16 backbone.
     """
 
-    def __init__(self, net: nn.Module, *, label: str, pretrained: bool) -> None:
+    def __init__(self, net: nn.Module, *, label: str, pretrained: bool, note: str = "") -> None:
         super().__init__()
         self.net = net.eval().requires_grad_(False)
         self.label = label
         self.pretrained = pretrained
+        #: why this metric was chosen when it was not asked for by name ("auto"), else ""
+        self.note = note
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         if b.shape[0] == 1 and a.shape[0] > 1:
             b = b.expand(a.shape[0], -1, -1, -1)
         # lpips expects [-1, 1] inputs (its normalize=True does the same conversion).
         return self.net(a * 2 - 1, b * 2 - 1).reshape(a.shape[0])
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}"
+
+
+class FeatureDistance(nn.Module):
+    """LPIPS's recipe without its learned weights, on a trained backbone: ``loss(a, b)`` -> (N,) distances.
+
+    At each of the backbone's style layers every position's channel vector is scaled to
+    length 1, squared differences are summed over channels and averaged over positions;
+    the layers are summed (Zhang et al. 2018, eq. 1, with unit channel weights). It is not
+    calibrated against human judgements as LPIPS is, but its features are a trained
+    network's, unlike LPIPS on a random VGG16. Images below ``min_size`` px are upsampled
+    (bilinear) so the deepest layers keep a few positions. ``b`` may be one image broadcast
+    against a batch ``a``; gradients flow to the inputs, the backbone is frozen.
+    """
+
+    def __init__(self, model: Backbone, layers: Sequence[str] | None = None, *, min_size: int = 64,
+                 note: str = "") -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.layers = list(layers if layers is not None else model.spec.style_layers)
+        if not self.layers:
+            raise ValueError(f"{model.label} names no style layers; pass layers=[...]")
+        self.min_size = int(min_size)
+        self.label = f"feature distance on {model.label} (LPIPS recipe, no learned weights)"
+        self.pretrained = bool(model.pretrained)
+        self.note = note
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        if b.shape[0] == 1 and a.shape[0] > 1:
+            b = b.expand(a.shape[0], -1, -1, -1)
+        size = max(self.min_size, a.shape[-1])
+        if size != a.shape[-1] or size != a.shape[-2]:
+            a, b = (F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False) for x in (a, b))
+        fa, fb = features(self.model, a, self.layers), features(self.model, b, self.layers)
+
+        def unit(f: Tensor) -> Tensor:
+            return f / (f.norm(dim=1, keepdim=True) + 1e-10)
+
+        total = a.new_zeros(a.shape[0])
+        for k in self.layers:
+            total = total + (unit(fa[k]) - unit(fb[k])).square().sum(dim=1).mean(dim=(1, 2))
+        return total
 
     def extra_repr(self) -> str:
         return f"label={self.label!r}"
@@ -106,9 +171,28 @@ def _random_trunk(lp: nn.Module, seed: int) -> None:
                 module.bias.zero_()
 
 
+def lpips_vgg_file() -> _weights.KnownFile:
+    """The pretrained file LPIPS-VGG needs: torchvision's ImageNet VGG16 (``vgg16-397923af.pth``)."""
+    from torchvision.models import VGG16_Weights
+
+    return _weights.torchvision_file("vgg16", VGG16_Weights.IMAGENET1K_V1)
+
+
+def lpips_vgg_available() -> bool:
+    """Whether LPIPS-VGG's weights are on this machine (no download is tried)."""
+    return _weights.cached_path(lpips_vgg_file()) is not None
+
+
+def lpips_vgg_missing_note() -> str:
+    """Why ``"auto"`` did not pick LPIPS-VGG, and how to get it (shown by views and lessons)."""
+    file = lpips_vgg_file().filename
+    return (f"LPIPS-VGG needs torchvision's ImageNet VGG16 weights ({file}), which are not in the torch hub cache; "
+            f"`artlab weights download vgg16`, or download the file elsewhere and run `artlab weights import {file}`.")
+
+
 def _imagenet_vgg16_features(device: str | torch.device) -> dict[str, Tensor]:
     """torchvision's ImageNet VGG16 ``features.*`` tensors from the hub cache (or a clear error)."""
-    known = _weights.find_known(VGG16_WEIGHTS_KEY)
+    known = lpips_vgg_file()
     try:
         path = _weights.cached_path(known) or _weights.download(known)
     except _weights.WeightsNotFoundError as exc:
@@ -143,25 +227,46 @@ def _load_trunk(lp: nn.Module, feats: dict[str, Tensor]) -> None:
     lp.net.load_state_dict(new)
 
 
+def _auto(seed: int, device: torch.device) -> Callable[[Tensor, Tensor], Tensor]:
+    """LPIPS-VGG when its file is here, else a labelled feature distance on the best trained network."""
+    if lpips_vgg_available():
+        return perceptual_loss("lpips-vgg", seed=seed, device=device)
+    missing = lpips_vgg_missing_note()
+    try:
+        model = best_backbone(device=device)
+    except _weights.WeightsNotFoundError as exc:
+        first = str(exc).splitlines()[0]
+        warnings.warn(f"perceptual_loss('auto'): {missing} And no trained network is here ({first}), so the "
+                      f"distance is {RANDOM_LPIPS_LABEL}.", UserWarning, stacklevel=3)
+        random = perceptual_loss("lpips-vgg-random", seed=seed, device=device)
+        return LPIPSLoss(random.net, label=random.label, pretrained=False,  # shares the cached network
+                         note=f"{missing} No trained network is here either ({first}).")
+    return FeatureDistance(model, note=f"{missing} {model.note}").to(device)
+
+
 def perceptual_loss(
     name: str | Callable[[Tensor, Tensor], Tensor] = "lpips-vgg", *, seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> Callable[[Tensor, Tensor], Tensor]:
-    """A perceptual distance ``loss(a, b)`` on artlab images, per image.
+    """A perceptual distance ``loss(a, b)`` on artlab images, per image; ``.label`` and ``.pretrained`` say which.
 
     ``"lpips-vgg"``: LPIPS v0.1 with torchvision's ImageNet VGG16 (from the torch hub cache;
     offline and missing: :class:`artlab.weights.WeightsNotFoundError`). ``"lpips-vgg-random"``:
     the same with a seeded random VGG16 (label: "LPIPS with random VGG backbone: not a
-    perceptual metric"). A callable is returned unchanged. Built networks are cached per
-    (name, seed or weights file, device).
+    perceptual metric"). ``"auto"``: ``"lpips-vgg"`` when its file is here, else a
+    :class:`FeatureDistance` on :func:`artlab.models.best_backbone` (``.note`` says why), else
+    (no trained network at all) the random LPIPS with a warning. A callable is returned
+    unchanged. Built LPIPS networks are cached per (name, seed or weights file, device).
     """
     if callable(name):
         return name
     if name not in PERCEPTUAL_CHOICES:
         raise ValueError(f"perceptual must be one of {', '.join(PERCEPTUAL_CHOICES)} or a callable, got {name!r}")
     device = torch.device(device)
+    if name == "auto":
+        return _auto(int(seed), device)
     # The pretrained network is cached per weights file location (TORCH_HOME may change).
-    where = str(_weights.find_known(VGG16_WEIGHTS_KEY).path) if name == "lpips-vgg" else int(seed)
+    where = str(lpips_vgg_file().path) if name == "lpips-vgg" else int(seed)
     key = (name, where, str(device))
     if key in _CACHE:
         return _CACHE[key]

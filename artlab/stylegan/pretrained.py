@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from artlab.weights import KnownFile, cached_path, download, register_file
+from artlab.weights import KnownFile, cached_path, download
 
-__all__ = ["BASE_URL", "OfficialPickle", "OFFICIAL_PICKLES", "find_official", "official_file", "fetch"]
+__all__ = ["BASE_URL", "OfficialPickle", "OFFICIAL_PICKLES", "find_official", "official_file", "official_files", "fetch"]
 
 BASE_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
 KEY_PREFIX = "stylegan2-ada/"
@@ -60,10 +60,10 @@ OFFICIAL_PICKLES: dict[str, OfficialPickle] = {
 }
 
 
-def _register() -> dict[str, KnownFile]:
+def _files() -> dict[str, KnownFile]:
     files = {}
     for p in OFFICIAL_PICKLES.values():
-        files[p.name] = register_file(
+        files[p.name] = (
             KnownFile(
                 key=p.key,
                 filename=p.filename,
@@ -76,7 +76,12 @@ def _register() -> dict[str, KnownFile]:
     return files
 
 
-_FILES = _register()
+_FILES = _files()
+
+
+def official_files() -> list[KnownFile]:
+    """The files of every official pickle (for :func:`artlab.catalogue.known_files`)."""
+    return list(_FILES.values())
 
 
 def find_official(name: str) -> OfficialPickle | None:
@@ -93,7 +98,7 @@ def official_file(name: str) -> KnownFile:
     return _FILES[found.name]
 
 
-def fetch(name: str, *, progress: bool = True) -> Path:
+def fetch(name: str, *, progress: bool = False) -> Path:
     """The cached path of an official pickle, downloading it the standard way if allowed.
 
     Raises :class:`artlab.weights.WeightsNotFoundError` with the usual "download it

@@ -34,11 +34,17 @@ image (with its noise).
 
 The target is centre-cropped to a square and resized to ``G.img_resolution``.
 Runs on the CPU at small resolutions (a 32 or 64 px generator: well under a second a step).
+
+Every setting is a field of one :class:`ProjectionSettings`; ``project(G, target,
+settings, **overrides)`` takes it (or the fields as keywords, the old call form). A
+:class:`Projection` is an :class:`artlab.runs.Run`: iterate it for steps, ``break`` or
+``close()`` whenever you like, ``result()`` for the best latent.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,11 +54,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from artlab.images import ensure_image_batch
+from artlab.runs import Run
 from artlab.stylegan.generate import ClassSpec, class_label
 from artlab.stylegan.perceptual import LPIPSLoss, perceptual_loss
 
 __all__ = [
     "SPACES",
+    "ProjectionSettings",
     "ProjectionStep",
     "ProjectionResult",
     "Projection",
@@ -161,7 +169,7 @@ class ProjectionResult:
     label: str = ""
 
 
-# --------------------------------------------------------------------------- the projection
+# --------------------------------------------------------------------------- settings
 
 
 def _check_weight(value: object, name: str) -> float:
@@ -170,40 +178,50 @@ def _check_weight(value: object, name: str) -> float:
     return float(value)
 
 
-class Projection(Iterator[ProjectionStep]):
-    """A running projection: iterate to take steps (each yields a :class:`ProjectionStep`).
+@dataclass(frozen=True)
+class ProjectionSettings:
+    """Everything a projection can be told, checked when made (a ValueError names the field).
 
-    Stop any time with :meth:`close` (the best result so far stays); :meth:`result` runs
-    the remaining steps (unless closed) and returns a :class:`ProjectionResult`. Build it
-    with :func:`project`. ``label`` names the generator, the space and the metric; with a
-    random VGG it contains "LPIPS with random VGG backbone: not a perceptual metric".
+    steps: optimisation steps (official: 1000; 100-300 usually suffice at small sizes).
+    space: ``"w"`` (one w, official) or ``"w+"`` (one w per ws row). c: None, a class
+    (index, name, soft ``{class: weight}``) or ``"optimize"`` (soft class searched jointly,
+    kept on the simplex). lr: peak learning rate of the official schedule, which ramps up
+    over the first ``lr_rampup`` and down (cosine) over the last ``lr_rampdown`` of the run.
+    noise_regularize: weight of the noise autocorrelation penalty; optimize_noise: optimise
+    the per-layer noise maps (official) or keep G's. lpips_weight, pixel_weight: weights of
+    the perceptual distance and of pixel MSE. w_prior_weight: weight of ‖w − μ(c)‖²/σ²
+    (None: 0.1 with ``c="optimize"``, else 0). initial_noise_factor, noise_ramp_length: the
+    exploration noise on w, σ·factor·(1 − t/length)². n_w_samples: latents sampled for the
+    W mean and spread. init_ws: start from this latent instead of the mean. seed: seeds the
+    W statistics, the noise maps and the exploration noise. device: None = G's.
+    perceptual: ``"lpips-vgg"``, ``"lpips-vgg-random"`` (offline; NOT a perceptual metric,
+    labelled so), ``"auto"`` (see :func:`artlab.stylegan.perceptual.perceptual_loss`) or a
+    callable ``loss(images, target) -> per-image distances`` on [0, 1] images.
+    preview_every: attach the image to every N-th step.
     """
 
-    def __init__(
-        self,
-        G,
-        target: Tensor,
-        *,
-        steps: int = 200,
-        space: str = "w",
-        c: ClassSpec | str = None,
-        lr: float = 0.1,
-        lr_rampup: float = 0.05,
-        lr_rampdown: float = 0.25,
-        noise_regularize: float = 1e5,
-        optimize_noise: bool = True,
-        lpips_weight: float = 1.0,
-        pixel_weight: float = 0.0,
-        w_prior_weight: float | None = None,
-        initial_noise_factor: float = 0.05,
-        noise_ramp_length: float = 0.75,
-        n_w_samples: int = 10000,
-        init_ws: Tensor | None = None,
-        seed: int = 0,
-        device: str | torch.device | None = None,
-        perceptual: str | Callable[[Tensor, Tensor], Tensor] = "lpips-vgg",
-        preview_every: int = 10,
-    ) -> None:
+    steps: int = 200
+    space: str = "w"
+    c: ClassSpec | str = None
+    lr: float = 0.1
+    lr_rampup: float = 0.05
+    lr_rampdown: float = 0.25
+    noise_regularize: float = 1e5
+    optimize_noise: bool = True
+    lpips_weight: float = 1.0
+    pixel_weight: float = 0.0
+    w_prior_weight: float | None = None
+    initial_noise_factor: float = 0.05
+    noise_ramp_length: float = 0.75
+    n_w_samples: int = 10000
+    init_ws: Tensor | None = field(default=None, repr=False)
+    seed: int = 0
+    device: str | torch.device | None = None
+    perceptual: str | Callable[[Tensor, Tensor], Tensor] = "lpips-vgg"
+    preview_every: int = 10
+
+    def __post_init__(self) -> None:
+        steps, space, lr = self.steps, self.space, self.lr
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int, got {steps!r}")
         if space not in SPACES:
@@ -212,21 +230,64 @@ class Projection(Iterator[ProjectionStep]):
             )
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
             raise ValueError(f"lr must be a positive number, got {lr!r}")
-        if isinstance(preview_every, bool) or not isinstance(preview_every, int) or preview_every < 1:
-            raise ValueError(f"preview_every must be a positive int, got {preview_every!r}")
-        if isinstance(n_w_samples, bool) or not isinstance(n_w_samples, int) or n_w_samples < 2:
-            raise ValueError(f"n_w_samples must be an int ≥ 2, got {n_w_samples!r}")
-        self.lpips_weight = _check_weight(lpips_weight, "lpips_weight")
-        self.pixel_weight = _check_weight(pixel_weight, "pixel_weight")
-        self.noise_regularize = _check_weight(noise_regularize, "noise_regularize")
-        if self.lpips_weight == 0 and self.pixel_weight == 0:
+        every = self.preview_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"preview_every must be a positive int, got {every!r}")
+        n = self.n_w_samples
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ValueError(f"n_w_samples must be an int ≥ 2, got {n!r}")
+        lpips_weight = _check_weight(self.lpips_weight, "lpips_weight")
+        pixel_weight = _check_weight(self.pixel_weight, "pixel_weight")
+        _check_weight(self.noise_regularize, "noise_regularize")
+        if lpips_weight == 0 and pixel_weight == 0:
             raise ValueError("lpips_weight and pixel_weight are both 0: nothing would pull the image to the target")
-        self.steps, self.space, self.lr = steps, space, float(lr)
-        self.lr_rampup, self.lr_rampdown = float(lr_rampup), float(lr_rampdown)
-        self.initial_noise_factor = float(initial_noise_factor)
-        self.noise_ramp_length = float(noise_ramp_length)
-        self.preview_every = preview_every
-        self.seed = int(seed)
+        if self.w_prior_weight is not None:
+            _check_weight(self.w_prior_weight, "w_prior_weight")
+
+    def replace(self, **changes: object) -> ProjectionSettings:
+        """A copy with some fields changed; an unknown name is a TypeError that lists the fields."""
+        return dataclasses.replace(self, **_known_fields(changes))  # type: ignore[arg-type]
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(ProjectionSettings))
+
+
+def _known_fields(changes: dict) -> dict:
+    unknown = sorted(set(changes) - set(_FIELDS))
+    if unknown:
+        raise TypeError(f"unknown projection setting(s) {unknown}; ProjectionSettings has {', '.join(_FIELDS)}")
+    return changes
+
+
+# --------------------------------------------------------------------------- the projection
+
+
+class Projection(Run[ProjectionStep]):
+    """A running projection: iterate to take steps (each yields a :class:`ProjectionStep`).
+
+    An :class:`artlab.runs.Run`: stop any time with ``break`` and :meth:`close` (the best
+    result so far stays: ``best_ws``, ``best_image``, ``best_c``); :meth:`result` runs the
+    remaining steps (unless closed) and returns a :class:`ProjectionResult`. Build it with
+    :func:`project`, or ``Projection(G, target, settings, **overrides)``. ``settings`` is the
+    :class:`ProjectionSettings` in force. ``label`` names the generator, the space and the
+    metric; with a random VGG it contains "LPIPS with random VGG backbone: not a perceptual metric".
+    """
+
+    def __init__(self, G, target: Tensor, settings: ProjectionSettings | None = None, **overrides: object) -> None:
+        settings = settings or ProjectionSettings()
+        if overrides:
+            settings = settings.replace(**overrides)
+        self.settings = settings
+        self.lpips_weight = float(settings.lpips_weight)
+        self.pixel_weight = float(settings.pixel_weight)
+        self.noise_regularize = float(settings.noise_regularize)
+        self.steps, self.space, self.lr = settings.steps, settings.space, float(settings.lr)
+        self.lr_rampup, self.lr_rampdown = float(settings.lr_rampup), float(settings.lr_rampdown)
+        self.initial_noise_factor = float(settings.initial_noise_factor)
+        self.noise_ramp_length = float(settings.noise_ramp_length)
+        self.preview_every = settings.preview_every
+        self.seed = int(settings.seed)
+        device, space, perceptual = settings.device, settings.space, settings.perceptual
         self.device = torch.device(device) if device is not None else G.device
         # Work on a copy: the noise maps are replaced and optimised, G stays untouched.
         self.G = copy.deepcopy(G).eval().requires_grad_(False).to(self.device)
@@ -242,15 +303,16 @@ class Projection(Iterator[ProjectionStep]):
         self.metric_pretrained = getattr(self.perceptual, "pretrained", None)  # None: custom callable or no LPIPS
         self._target_p = self._perceptual_size(self._target_dev)
 
-        self._setup_class(G, c, n_w_samples)
+        self._setup_class(G, settings.c, settings.n_w_samples)
+        w_prior_weight = settings.w_prior_weight
         if w_prior_weight is None:
             w_prior_weight = 0.1 if self.class_mode == "optimize" else 0.0
-        self.w_prior_weight = _check_weight(w_prior_weight, "w_prior_weight")
+        self.w_prior_weight = float(w_prior_weight)
 
         rows = self.num_ws if space == "w+" else 1
         delta = torch.zeros(1, rows, self.w_dim, device=self.device)
-        if init_ws is not None:
-            init = torch.as_tensor(init_ws).detach().to(self.device, torch.float32)
+        if settings.init_ws is not None:
+            init = torch.as_tensor(settings.init_ws).detach().to(self.device, torch.float32)
             if init.ndim == 2:
                 init = init.unsqueeze(1)
             shape_ok = init.ndim == 3 and init.shape[0] == 1 and init.shape[2] == self.w_dim
@@ -260,7 +322,7 @@ class Projection(Iterator[ProjectionStep]):
                 init = init.mean(dim=1, keepdim=True)  # W: one w for every row
             delta = (init - self._center().detach()).expand(1, rows, self.w_dim).clone()
         self.delta = delta.requires_grad_(True)
-        self.noise = self._setup_noise(optimize_noise)
+        self.noise = self._setup_noise(settings.optimize_noise)
         params = [self.delta] + list(self.noise.values()) + ([self.logits] if self.logits is not None else [])
         self._opt = torch.optim.Adam(params, betas=(0.9, 0.999), lr=self.lr)
 
@@ -271,7 +333,6 @@ class Projection(Iterator[ProjectionStep]):
         self.steps_done = 0
         self.best_loss = math.inf
         self._best: dict = {}
-        self._closed = False
         self._finished = False
 
     # ----------------------------------------------------------------- setup
@@ -378,11 +439,8 @@ class Projection(Iterator[ProjectionStep]):
 
     @property
     def done(self) -> bool:
+        """Whether the run is over: every step taken, or closed."""
         return self._closed or self._finished
-
-    def close(self) -> None:
-        """Stop: no further steps; the best result so far stays available."""
-        self._closed = True
 
     # ----------------------------------------------------------------- the loop
 
@@ -413,64 +471,59 @@ class Projection(Iterator[ProjectionStep]):
                 "noise": {k: v.detach().cpu().clone() for k, v in self.noise.items()},
             }
 
-    def __iter__(self) -> Projection:
-        return self
+    def _steps(self) -> Iterator[ProjectionStep]:
+        """One optimisation step per item (see the module docstring); the last also scores the final latent."""
+        while self.steps_done < self.steps:
+            step = self.steps_done
+            t = step / self.steps
+            lr = learning_rate(t, self.lr, self.lr_rampup, self.lr_rampdown)
+            for group in self._opt.param_groups:
+                group["lr"] = lr
+            noise_scale = self.w_std * self.initial_noise_factor * max(0.0, 1.0 - t / self.noise_ramp_length) ** 2
 
-    def __next__(self) -> ProjectionStep:
-        if self._closed or self.steps_done >= self.steps:
-            if not self._closed and not self._finished:
+            w = self._center() + self.delta  # (1, rows, w_dim)
+            w_noisy = w + torch.randn(w.shape, generator=self._gen, device=self.device) * noise_scale
+            ws = w_noisy.expand(1, self.num_ws, self.w_dim)
+            with torch.enable_grad():
+                data, terms = self._forward(ws)
+                reg = noise_regularization(list(self.noise.values())) if self.noise else data.new_zeros(())
+                prior = (self.delta**2).sum(dim=2).mean() / max(self.w_std**2, 1e-12)
+                loss = data + self.noise_regularize * reg + self.w_prior_weight * prior
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    self._closed = True
+                    raise FloatingPointError(
+                        f"the projection loss became {value} at step {step}; lower lr (now {self.lr}) or the "
+                        "weights. The best result so far is kept (best_ws, best_image)."
+                    )
+                self._opt.zero_grad(set_to_none=True)
+                loss.backward()
+
+            ws_clean = w.detach().expand(1, self.num_ws, self.w_dim).cpu().clone()
+            c_now = self.current_c()
+            self._consider(float(data.detach()), ws, terms["image"], step)
+            self._opt.step()
+            with torch.no_grad():  # official: keep every noise map zero-mean, unit-variance
+                for v in self.noise.values():
+                    v -= v.mean()
+                    v *= v.square().mean().rsqrt()
+            self.trajectory.append(ws_clean)
+            self.losses.append(value)
+            self.steps_done += 1
+            last = self.steps_done == self.steps
+            preview = None
+            if step % self.preview_every == 0 or last:
+                preview = terms["image"].detach().clamp(0, 1).cpu()
+            result = ProjectionStep(
+                step=step, loss=value,
+                lpips=float(terms["lpips"].detach()) if "lpips" in terms else math.nan,
+                pixel=float(terms["pixel"].detach()) if "pixel" in terms else math.nan,
+                noise_reg=float(reg.detach()) if self.noise else math.nan, lr=lr, image=preview, ws=ws_clean,
+                c=c_now, prior=float(prior.detach()) if self.w_prior_weight else math.nan, best_loss=self.best_loss,
+            )
+            if last:
                 self._finish()
-            raise StopIteration
-        step = self.steps_done
-        t = step / self.steps
-        lr = learning_rate(t, self.lr, self.lr_rampup, self.lr_rampdown)
-        for group in self._opt.param_groups:
-            group["lr"] = lr
-        noise_scale = self.w_std * self.initial_noise_factor * max(0.0, 1.0 - t / self.noise_ramp_length) ** 2
-
-        w = self._center() + self.delta  # (1, rows, w_dim)
-        w_noisy = w + torch.randn(w.shape, generator=self._gen, device=self.device) * noise_scale
-        ws = w_noisy.expand(1, self.num_ws, self.w_dim)
-        with torch.enable_grad():
-            data, terms = self._forward(ws)
-            reg = noise_regularization(list(self.noise.values())) if self.noise else data.new_zeros(())
-            prior = (self.delta**2).sum(dim=2).mean() / max(self.w_std**2, 1e-12)
-            loss = data + self.noise_regularize * reg + self.w_prior_weight * prior
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                self._closed = True
-                raise FloatingPointError(
-                    f"the projection loss became {value} at step {step}; lower lr (now {self.lr}) or the weights. "
-                    "The best result so far is kept (best_ws, best_image)."
-                )
-            self._opt.zero_grad(set_to_none=True)
-            loss.backward()
-
-        ws_clean = w.detach().expand(1, self.num_ws, self.w_dim).cpu().clone()
-        c_now = self.current_c()
-        self._consider(float(data.detach()), ws, terms["image"], step)
-        self._opt.step()
-        with torch.no_grad():  # official: keep every noise map zero-mean, unit-variance
-            for v in self.noise.values():
-                v -= v.mean()
-                v *= v.square().mean().rsqrt()
-        self.trajectory.append(ws_clean)
-        self.losses.append(value)
-        self.steps_done += 1
-        last = self.steps_done == self.steps
-        preview = None
-        if step % self.preview_every == 0 or last:
-            preview = terms["image"].detach().clamp(0, 1).cpu()
-        result = ProjectionStep(
-            step=step, loss=value,
-            lpips=float(terms["lpips"].detach()) if "lpips" in terms else math.nan,
-            pixel=float(terms["pixel"].detach()) if "pixel" in terms else math.nan,
-            noise_reg=float(reg.detach()) if self.noise else math.nan, lr=lr, image=preview, ws=ws_clean,
-            c=c_now, prior=float(prior.detach()) if self.w_prior_weight else math.nan, best_loss=self.best_loss,
-        )
-        if last:
-            self._finish()
-        return result
+            yield result
 
     @torch.no_grad()
     def _finish(self) -> None:
@@ -495,56 +548,17 @@ class Projection(Iterator[ProjectionStep]):
         )
 
 
-def project(
-    G,
-    target: Tensor,
-    *,
-    steps: int = 200,
-    space: str = "w",
-    c: ClassSpec | str = None,
-    lr: float = 0.1,
-    noise_regularize: float = 1e5,
-    optimize_noise: bool = True,
-    lpips_weight: float = 1.0,
-    pixel_weight: float = 0.0,
-    w_prior_weight: float | None = None,
-    n_w_samples: int = 10000,
-    init_ws: Tensor | None = None,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    perceptual: str | Callable[[Tensor, Tensor], Tensor] = "lpips-vgg",
-    preview_every: int = 10,
-    **schedule,
-) -> Projection:
+def project(G, target: Tensor, settings: ProjectionSettings | None = None, **overrides: object) -> Projection:
     """Start projecting ``target`` (1×3×H×W in [0, 1]) into G's latent space; returns a :class:`Projection`.
 
-    steps: optimisation steps (official: 1000; 100-300 usually suffice at small sizes).
-    space: ``"w"`` (one w, official) or ``"w+"`` (one w per ws row). c: None, a class
-    (index, name, soft ``{class: weight}``) or ``"optimize"`` (soft class searched jointly,
-    kept on the simplex). lr: peak learning rate of the official ramp-up/ramp-down schedule
-    (``lr_rampup=0.05``, ``lr_rampdown=0.25`` as keywords). noise_regularize: weight of the
-    noise autocorrelation penalty; optimize_noise: optimise the per-layer noise maps
-    (official) or keep G's. lpips_weight, pixel_weight: weights of LPIPS and pixel MSE.
-    w_prior_weight: weight of ‖w − μ(c)‖²/σ² (default 0.1 with ``c="optimize"``, else 0).
-    n_w_samples: latents sampled for the W mean and spread. init_ws: start from this latent
-    instead of the mean. perceptual: ``"lpips-vgg"`` (needs ``vgg16-397923af.pth`` in the
-    torch hub cache), ``"lpips-vgg-random"`` (offline; NOT a perceptual metric, labelled so)
-    or a callable ``loss(images, target) -> per-image distances`` on [0, 1] images.
-    preview_every: attach the image to every N-th step. Also ``initial_noise_factor=0.05``,
-    ``noise_ramp_length=0.75`` as keywords.
+    ``settings``: a :class:`ProjectionSettings` (default: the official choices, 200 steps,
+    LPIPS-VGG); ``overrides``: any of its fields as keywords, applied on top (so the old
+    ``project(G, target, steps=100, space="w+", ...)`` works unchanged). An unknown keyword
+    is a TypeError listing the fields.
 
     >>> run = project(G, target, steps=100, perceptual="lpips-vgg-random")
     >>> for step in run:              # a widget updates its figure here; run.close() stops
     ...     pass
     >>> best = run.result()           # best.ws, best.image, best.trajectory
     """
-    allowed = {"lr_rampup", "lr_rampdown", "initial_noise_factor", "noise_ramp_length"}
-    unknown = set(schedule) - allowed
-    if unknown:
-        raise TypeError(f"unknown argument(s) {sorted(unknown)}; schedule keywords are {sorted(allowed)}")
-    return Projection(
-        G, target, steps=steps, space=space, c=c, lr=lr, noise_regularize=noise_regularize,
-        optimize_noise=optimize_noise, lpips_weight=lpips_weight, pixel_weight=pixel_weight,
-        w_prior_weight=w_prior_weight, n_w_samples=n_w_samples, init_ws=init_ws, seed=seed, device=device,
-        perceptual=perceptual, preview_every=preview_every, **schedule,
-    )
+    return Projection(G, target, settings, **overrides)

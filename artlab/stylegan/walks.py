@@ -12,6 +12,11 @@ asked for, so a widget can play a walk and stop it, a script can save it
   (every style vector is affine in w, spec 6.2), and a linear path is the natural one.
 * :func:`class_mix_walk` morphs one class into another for a fixed seed, in one of two
   ways (see its docstring for the difference).
+* :func:`walk_w_to_class` moves a latent that has no seed (a projection) to another class.
+
+Frames are mapped with one :class:`artlab.stylegan.generate.Truncation` (``truncation=``;
+the old ``truncation_psi=`` … keywords still work for one release). GIF and MP4 files are
+written by :mod:`artlab.video`.
 
 Loops (``loop=True``) add the segment from the last keyframe back to the first and leave
 out each segment's end frame (it is the next segment's start), so the frames repeat
@@ -21,6 +26,7 @@ seamlessly when played in a cycle.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +34,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from artlab import video
 from artlab.images import ensure_image_batch, image_grid
 from artlab.stylegan.generate import (
     ClassSpec,
-    _check_noise_mode,
-    _labels,
+    Truncation,
+    as_truncation,
+    check_noise_mode,
     class_label,
     class_names,
     class_w_mean,
+    label_rows,
     map_to_ws,
     synthesize,
 )
@@ -49,6 +58,8 @@ __all__ = [
     "walk_z",
     "walk_w",
     "class_mix_walk",
+    "walk_w_to_class",
+    "walk_to_class",
     "collect",
     "frame_grid",
     "save_walk",
@@ -148,27 +159,27 @@ def walk_z(
     loop: bool = True,
     *,
     c: ClassSpec = None,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-    class_aware_truncation: bool = False,
+    truncation: Truncation | float | None = None,
     noise_mode: str = "const",
     noise_seed: int = 0,
+    **legacy: object,
 ) -> Iterator[WalkFrame]:
     """Walk through the latents of ``seeds`` in Z (:func:`slerp`), ``steps_per_segment`` frames per pair.
 
-    Every frame is mapped with the same class ``c`` and truncation, and drawn with the same
-    noise (``'random'`` noise is re-drawn from ``noise_seed`` for every frame, so it does not flicker).
+    Every frame is mapped with the same class ``c`` and ``truncation`` (a :class:`Truncation`
+    or a psi), and drawn with the same noise (``'random'`` noise is re-drawn from
+    ``noise_seed`` for every frame, so it does not flicker).
     """
-    _check_noise_mode(noise_mode)
+    trunc = as_truncation(truncation, legacy, caller="walk_z")
+    check_noise_mode(noise_mode)
     keys = z_from_seeds(list(seeds), G.z_dim)
     schedule = _schedule(len(keys), steps_per_segment, loop)
-    label = _labels(G, c, 1)
+    label = label_rows(G, c, 1)
     total = schedule[-1][1] + 1
     for index, seg, t in schedule:
         a, b = keys[seg], keys[(seg + 1) % len(keys)]
         z = slerp(a, b, t).unsqueeze(0)
-        ws = map_to_ws(G, None, z, label, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                       class_aware_truncation=class_aware_truncation)
+        ws = map_to_ws(G, None, z, label, truncation=trunc)
         image = synthesize(G, ws, noise_mode=noise_mode, noise_seed=noise_seed)
         caption = f"seed {seeds[seg]} → {seeds[(seg + 1) % len(keys)]}, t = {t:.2f} (slerp in Z)"
         yield WalkFrame(index, (seg + t) / total, image, _frame_ws(ws), caption, label, z)
@@ -182,24 +193,23 @@ def walk_w(
     *,
     ws: Tensor | None = None,
     c: ClassSpec = None,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-    class_aware_truncation: bool = False,
+    truncation: Truncation | float | None = None,
     noise_mode: str = "const",
     noise_seed: int = 0,
+    **legacy: object,
 ) -> Iterator[WalkFrame]:
-    """Walk in W (:func:`lerp`) through the ws of ``seeds`` (mapped with ``c`` and truncation),
+    """Walk in W (:func:`lerp`) through the ws of ``seeds`` (mapped with ``c`` and ``truncation``),
     or through given keyframes ``ws`` (K, num_ws, w_dim), e.g. projections of images.
 
     Truncation commutes with a linear walk (same centre and psi), so truncating the
     keyframes is the same as truncating every frame.
     """
-    _check_noise_mode(noise_mode)
+    trunc = as_truncation(truncation, legacy, caller="walk_w")
+    check_noise_mode(noise_mode)
     if (seeds is None) == (ws is None):
         raise ValueError("give exactly one of seeds or ws (keyframes of shape (K, num_ws, w_dim))")
     if ws is None:
-        keys = map_to_ws(G, list(seeds), None, c, truncation_psi=truncation_psi,  # type: ignore[arg-type]
-                         truncation_cutoff=truncation_cutoff, class_aware_truncation=class_aware_truncation)
+        keys = map_to_ws(G, list(seeds), None, c, truncation=trunc)  # type: ignore[arg-type]
         names = [f"seed {s}" for s in seeds]  # type: ignore[union-attr]
     else:
         keys = torch.as_tensor(ws).detach()
@@ -232,14 +242,12 @@ def class_mix_walk(
     steps: int = 16,
     method: str = "soft_label",
     seed: int = 0,
-    truncation_psi: float = 1.0,
+    truncation: Truncation | float | None = None,
     *,
-    truncation_cutoff: int | None = None,
-    class_aware_truncation: bool = True,
     loop: bool = False,
-    n_class_samples: int = 2000,
     noise_mode: str = "const",
     noise_seed: int = 0,
+    **legacy: object,
 ) -> Iterator[WalkFrame]:
     """Morph class a into class b for one seed, ``steps`` frames from ``mix_from`` to ``mix_to``
     (the fraction t of class b: 0.3 means "70% a / 30% b").
@@ -252,7 +260,7 @@ def class_mix_walk(
       nonlinear mapping MLP, so w(t) is a *curve* in W, not the straight line between the
       classes' ws (spec 6.2). Mixed labels were never seen in training (they are one-hot
       there): the network extrapolates, which can show unexpected hybrids or jumps.
-      With ``class_aware_truncation`` the truncation centre is the sampled W mean of the
+      With ``truncation.class_aware`` the truncation centre is the sampled W mean of the
       soft label itself.
     * ``method="centroid"``: map the seed with each class, w_a and w_b, truncate each
       towards its own class centroid μ_a, μ_b (:func:`class_w_mean`), and go in a straight
@@ -260,12 +268,16 @@ def class_mix_walk(
       ws towards the lerp of the centroids, (1−t)·μ_a + t·μ_b: the class centroid moves
       linearly and the seed keeps its offset from it (scaled by psi). W is where StyleGAN
       interpolates smoothly, so the morph is smooth; at psi = 0 it is exactly the walk
-      between the two class centroids. ``class_aware_truncation=False`` uses the
+      between the two class centroids. ``Truncation(class_aware=False)`` uses the
       class-agnostic ``mapping.w_avg`` as both centres.
+
+    ``truncation``: a :class:`Truncation` or a psi; here ``class_aware`` defaults to True
+    (``Truncation(psi, class_aware=True)``), so a bare psi truncates towards the class centroids.
 
     ``loop=True`` walks back again (a to b to a, without repeating the turning frames).
     Frames carry ``c`` (the soft label; for centroid walks the mix weights too, as a record).
     """
+    trunc = as_truncation(truncation, legacy, default=Truncation(class_aware=True), caller="class_mix_walk")
     if G.c_dim < 2:
         raise ValueError(
             f"class walks need a class-conditional generator with c_dim ≥ 2; this one has c_dim={G.c_dim}"
@@ -279,22 +291,20 @@ def class_mix_walk(
             raise ValueError(f"{name} must be a fraction in [0, 1] (the share of class b), got {v!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an int ≥ 2 (frames including both ends), got {steps!r}")
-    _check_noise_mode(noise_mode)
+    check_noise_mode(noise_mode)
     e_a, e_b = class_label(G, classes[0]), class_label(G, classes[1])
     a, b = int(e_a.argmax()), int(e_b.argmax())
     ts = torch.linspace(float(mix_from), float(mix_to), steps, dtype=torch.float64).tolist()
     if loop:
         ts = ts + ts[-2:0:-1]
     z = z_from_seeds(seed, G.z_dim)
-    psi = float(truncation_psi)
-    trunc = dict(truncation_psi=psi, truncation_cutoff=truncation_cutoff,
-                 class_aware_truncation=class_aware_truncation, n_class_samples=n_class_samples)
+    psi = float(trunc.psi)
     if method == "centroid":
-        w_a, w_b = map_to_ws(G, None, z, e_a, **trunc), map_to_ws(G, None, z, e_b, **trunc)
+        w_a, w_b = map_to_ws(G, None, z, e_a, truncation=trunc), map_to_ws(G, None, z, e_b, truncation=trunc)
     for index, t in enumerate(ts):
         c = (1 - t) * e_a + t * e_b
         if method == "soft_label":
-            ws = map_to_ws(G, None, z, c, **trunc)
+            ws = map_to_ws(G, None, z, c, truncation=trunc)
         else:
             ws = lerp(w_a, w_b, t)
         image = synthesize(G, ws, noise_mode=noise_mode, noise_seed=noise_seed)
@@ -325,7 +335,7 @@ def frame_grid(frames: Tensor | Iterable[WalkFrame] | Iterable[Tensor], columns:
 def save_walk(frames: Tensor | Iterable[WalkFrame] | Iterable[Tensor], path: str | Path, fps: float = 12) -> Path:
     """Save frames as an animated GIF (``.gif``) or an H.264 MP4 (``.mp4``, imageio-ffmpeg).
 
-    Uses artlab's writers (:func:`artlab.transfer.save_gif`, :func:`artlab.transfer.save_mp4`).
+    Uses artlab's writers (:func:`artlab.video.save_gif`, :func:`artlab.video.save_mp4`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -337,36 +347,58 @@ def save_walk(frames: Tensor | Iterable[WalkFrame] | Iterable[Tensor], path: str
 
 
 def save_gif(frames: Tensor | Iterable[WalkFrame] | Iterable[Tensor], path: str | Path, fps: float = 12) -> Path:
-    """Frames (a batch, a walk or a list) as an animated GIF; :func:`artlab.transfer.save_gif` writes it."""
-    from artlab.transfer import save_gif as write_gif
-
-    return write_gif(_as_batch(frames), path, fps)
+    """Frames (a batch, a walk or a list) as an animated GIF; :func:`artlab.video.save_gif` writes it."""
+    return video.save_gif(_as_batch(frames), path, fps)
 
 
 def save_mp4(frames: Tensor | Iterable[WalkFrame] | Iterable[Tensor], path: str | Path, fps: float = 12) -> Path:
-    """Frames (a batch, a walk or a list) as an H.264 MP4; :func:`artlab.transfer.save_mp4` writes it."""
-    from artlab.transfer import save_mp4 as write_mp4
-
-    return write_mp4(_as_batch(frames), path, fps)
+    """Frames (a batch, a walk or a list) as an H.264 MP4; :func:`artlab.video.save_mp4` writes it."""
+    return video.save_mp4(_as_batch(frames), path, fps)
 
 
-def walk_to_class(G, ws: Tensor, cls: int, *, frames: int = 8, c_from: Tensor | None = None,
-                  n_class_samples: int = 2000) -> Tensor:
-    """Images (frames×3×H×W) on a straight W path from ``ws`` to the same latent moved to class ``cls``.
+# --------------------------------------------------------------------------- from a projection to a class
 
+
+def walk_w_to_class(G, ws: Tensor, cls: int | str, frames: int = 8, *, c_from: ClassSpec = None,
+                    n_class_samples: int = 2000, noise_mode: str = "const",
+                    noise_seed: int = 0) -> Iterator[WalkFrame]:
+    """Walk in W from a latent ``ws`` (1, num_ws, w_dim) to the same latent moved to class ``cls``: ``frames`` frames.
+
+    For a latent that has no seed, such as a projection (:func:`artlab.stylegan.project`).
     The destination keeps the latent's offset from its class centre and swaps the centre:
-    ``ws + μ_cls − Σ_k c_k·μ_k``, with μ_k the class centroids in W (:func:`class_w_mean`)
-    and ``c_from`` the class the latent was projected with (one-hot or soft; None: the
-    class-agnostic start of the projection, a uniform mix). This is the centroid method of
-    :func:`class_mix_walk` applied to a latent that has no z.
+    ``ws + μ_cls − Σ_k c_k·μ_k``, with μ_k the class centroids in W (:func:`class_w_mean`,
+    ``n_class_samples`` latents each) and ``c_from`` the class the latent was projected with
+    (one-hot or soft; None: the class-agnostic start of the projection, a uniform mix). This
+    is the centroid method of :func:`class_mix_walk` applied to a latent that has no z.
+    Like every walk, a generator of :class:`WalkFrame` (``collect`` stacks the images).
     """
     if G.c_dim < 1:
         raise ValueError("walking to a class needs a class-conditional generator (c_dim > 0)")
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
         raise ValueError(f"frames must be an int ≥ 2 (both ends included), got {frames!r}")
+    target = int(class_label(G, cls).argmax())
     centroids = torch.stack([class_w_mean(G, k, n=n_class_samples) for k in range(G.c_dim)])  # (c_dim, w_dim)
     weights = torch.full((G.c_dim,), 1.0 / G.c_dim) if c_from is None else class_label(G, c_from)[0]
-    shift = centroids[int(cls)] - weights @ centroids
+    shift = centroids[target] - weights @ centroids
     start = ws.detach().to("cpu", torch.float32)
     keys = torch.cat([start, start + shift.view(1, 1, -1)])
-    return collect(walk_w(G, ws=keys, steps_per_segment=frames - 1, loop=False))
+    name = class_names(G)[target]
+    for frame in walk_w(G, ws=keys, steps_per_segment=frames - 1, loop=False, noise_mode=noise_mode,
+                        noise_seed=noise_seed):
+        frame.label = f"projection → class {name}, t = {frame.t:.2f} (lerp in W)"
+        yield frame
+
+
+def walk_to_class(G, ws: Tensor, cls: int, *, frames: int = 8, c_from: Tensor | None = None,
+                  n_class_samples: int = 2000) -> Tensor:
+    """Deprecated: ``collect(walk_w_to_class(...))``; this name returned images, unlike every other walk.
+
+    Images (frames×3×H×W) on a straight W path from ``ws`` to the same latent moved to
+    class ``cls`` (see :func:`walk_w_to_class`). Removed in the next release.
+    """
+    warnings.warn(
+        "walk_to_class is deprecated and will be removed in the next release; use "
+        "collect(walk_w_to_class(G, ws, cls, frames, c_from=...)) (a walk of WalkFrames, like walk_z/walk_w)",
+        DeprecationWarning, stacklevel=2,
+    )
+    return collect(walk_w_to_class(G, ws, cls, frames, c_from=c_from, n_class_samples=n_class_samples))

@@ -1,9 +1,11 @@
 """ActivationExplorer and DomainShiftView in a real JupyterLab: the plotly grids and
 curves render, a layer change redraws them, a click on a tile (or a curve point)
-reaches the kernel and updates the linked view, with no console errors."""
+reaches the kernel and updates the linked view, with no console errors. The
+explorer's mosaic look (once FeatureMapViewer) swaps its PNG mosaics in place."""
 
 from __future__ import annotations
 
+import re
 
 import pytest
 
@@ -18,6 +20,16 @@ g = torch.Generator().manual_seed(0)
 explorer = ActivationExplorer(backbone("tiny_vgg", weights=None), torch.rand(1, 3, 64, 64, generator=g),
                               torch.rand(1, 3, 64, 64, generator=g) * 0.6, layers=["relu1_1", "relu3_1", "relu5_1"])
 explorer"""
+
+MOSAIC = """\
+import torch
+from artlab.models import backbone
+from artlab.widgets import ActivationExplorer
+
+g = torch.Generator().manual_seed(0)
+images = {"painting": torch.rand(1, 3, 64, 64, generator=g), "photo": torch.rand(1, 3, 64, 64, generator=g) * 0.6}
+ActivationExplorer(backbone("tiny_vgg", weights=None), images, layers=["relu1_1", "relu3_1", "relu5_1"],
+                   look="mosaic", page_size=32)"""
 
 SHIFT = """\
 import warnings
@@ -59,6 +71,25 @@ def test_activation_explorer_in_the_browser(jupyter_server, page, console_errors
     lab.wait_svg_text(page, ".gtitle", r"relu3_1 · .* · top 8 by \|Δ mean\|")
     page.locator(f"{lab.NOTEBOOK_PANEL} .js-plotly-plot").nth(1).scroll_into_view_if_needed()
     lab.screenshot(page, tmp_path / "activation_explorer.png")
+    assert console_errors == []
+
+
+@pytest.mark.timeout(240)
+def test_activation_explorer_mosaic_look_in_the_browser(jupyter_server, page, console_errors, tmp_path):
+    lab.open_code_notebook(page, jupyter_server, MOSAIC, "activation_mosaics.ipynb")
+
+    lab.wait_for_text(page, ".widget-html", re.compile(r"relu1_1: 8 channels, 64×64 · showing \["))
+    images = page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image")
+    lab.wait_images_loaded(page, minimum=4)  # per image: the picture and its mosaic
+    before = images.evaluate_all("imgs => imgs.map(i => i.src)")
+    lab.select_dropdown(page, "layer", "relu3_1")
+    lab.wait_for_text(page, ".widget-html", re.compile(r"relu3_1: 24 channels, 16×16"))
+    assert images.evaluate_all("imgs => imgs.map(i => i.src)") != before, "the mosaics did not change with the layer"
+    lab.set_slider(page, "channels", 3)
+    lab.wait_for_text(page, ".widget-html", re.compile(r"relu3_1: .*showing \[\d+, \d+, \d+\]"))
+    lab.click_button(page, "first")
+    lab.wait_for_text(page, ".widget-html", re.compile(r"relu3_1: .*showing \[0, 1, 2\]"))
+    lab.screenshot(page, tmp_path / "activation_mosaics.png")
     assert console_errors == []
 
 

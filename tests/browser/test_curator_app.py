@@ -21,7 +21,7 @@ import pytest
 import lab
 from artlab import explore
 
-#: the page's widget texts (see widgets/curator_app.py and widgets/embedding_map.py)
+#: the page's widget texts (see artlab/widgets/curator_app.py and artlab/widgets/embedding_map.py)
 RED_LABEL = "random weights, not ImageNet features"
 LABEL = "efficientnet_lite0 · ImageNet"
 
@@ -69,9 +69,9 @@ if os.environ.get("JPY_PARENT_PID") and os.environ.get("ARTLAB_TEST_HOLD_EMBED")
     _release, _embed = Path(os.environ["ARTLAB_TEST_HOLD_EMBED"]), _embed_module.embed
 
     def embed(*args, on_progress=None, **kwargs):
-        def held(done, total):
+        def held(stage, done, total):
             if on_progress is not None:
-                on_progress(done, total)
+                on_progress(stage, done, total)
             deadline = time.monotonic() + 300
             while not _release.exists() and time.monotonic() < deadline:
                 time.sleep(0.05)

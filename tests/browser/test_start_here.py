@@ -35,7 +35,7 @@ def test_start_here_runs_clean(jupyter_server, page, console_errors, tmp_path):
     texts = page.locator(f"{lab.NOTEBOOK_PANEL} .jp-OutputArea-output").all_inner_texts()
     assert not [t for t in texts if t.strip().startswith("<Figure size")], "a figure rendered as text"
 
-    # The FeatureMapViewer at the end of the notebook, driven like a user would.
+    # The feature-map explorer (ActivationExplorer, mosaic look) at the end of the notebook, driven like a user would.
     lab.wait_widgets_rendered(page, minimum=1)
     maps = page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image")
     before = maps.evaluate_all("imgs => imgs.map(i => i.src)")
