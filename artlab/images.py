@@ -60,6 +60,7 @@ __all__ = [
     "to_data_url",
     "open_regular",
     "open_image",
+    "as_rgb_image",
 ]
 
 #: Largest width × height :func:`load_image` decodes unless told otherwise.
@@ -979,6 +980,29 @@ def save_image(images: Tensor, path: str | os.PathLike[str], *, nrow: int | None
         temporary.unlink(missing_ok=True)
         raise
     return target
+
+
+def as_rgb_image(src: object, name: str = "image") -> Tensor:
+    """One RGB image 1×3×H×W (float32, CPU, detached) from a tensor, array, PIL image or path.
+
+    Tensors may be H×W, 1×H×W or N×1×H×W grayscale (replicated to RGB, as
+    :func:`artlab.images.load_image` does for grayscale files) or 3×H×W / 1×3×H×W RGB;
+    everything else goes through :func:`artlab.images.load_image`. ``name`` is used in
+    error messages (e.g. ``"frames[3]"``). A batch of several images is refused.
+    """
+    if isinstance(src, Tensor):
+        t = src
+        if t.ndim == 2:
+            t = t[None, None]
+        elif t.ndim == 3 and t.shape[0] == 1:
+            t = t[None]
+        if t.ndim == 4 and t.shape[1] == 1:  # grayscale: replicate to RGB, as load_image does for files
+            t = t.expand(-1, 3, -1, -1)
+        t = ensure_image_batch(t, name)
+        if t.shape[0] != 1:
+            raise ValueError(f"{name} must be one image (1×3×H×W), got a batch of {t.shape[0]}")
+        return t.detach().float().cpu().contiguous()
+    return load_image(src)  # type: ignore[arg-type]
 
 
 def thumbnail(images: Tensor, max_side: int = 128) -> Tensor:

@@ -4,8 +4,6 @@ Style transfer's progressions and stylised videos (:mod:`artlab.transfer`) and
 StyleGAN's latent walks (:mod:`artlab.stylegan.walks`) all end as a list of artlab
 images (1×3×H×W in [0, 1]) that should become a file. This module is that last step:
 
-* :func:`as_rgb_image`: one image from whatever a caller holds (tensor, grayscale
-  tensor, array, PIL image, path) as 1×3×H×W float32 on the CPU;
 * :func:`uint8_frames`: a sequence of images, of any sizes, as H×W×3 uint8 arrays of
   one size (what encoders take);
 * :func:`save_gif` (Pillow via imageio) and :func:`save_mp4` (imageio-ffmpeg, H.264 in
@@ -24,32 +22,9 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from artlab.images import ensure_image_batch, load_image, to_numpy_hwc
+from artlab.images import as_rgb_image, ensure_image_batch, load_image, to_numpy_hwc
 
-__all__ = ["as_rgb_image", "uint8_frames", "even_pad", "check_fps", "mp4_writer", "save_gif", "save_mp4"]
-
-
-def as_rgb_image(src: object, name: str = "image") -> Tensor:
-    """One RGB image 1×3×H×W (float32, CPU, detached) from a tensor, array, PIL image or path.
-
-    Tensors may be H×W, 1×H×W or N×1×H×W grayscale (replicated to RGB, as
-    :func:`artlab.images.load_image` does for grayscale files) or 3×H×W / 1×3×H×W RGB;
-    everything else goes through :func:`artlab.images.load_image`. ``name`` is used in
-    error messages (e.g. ``"frames[3]"``). A batch of several images is refused.
-    """
-    if isinstance(src, Tensor):
-        t = src
-        if t.ndim == 2:
-            t = t[None, None]
-        elif t.ndim == 3 and t.shape[0] == 1:
-            t = t[None]
-        if t.ndim == 4 and t.shape[1] == 1:  # grayscale: replicate to RGB, as load_image does for files
-            t = t.expand(-1, 3, -1, -1)
-        t = ensure_image_batch(t, name)
-        if t.shape[0] != 1:
-            raise ValueError(f"{name} must be one image (1×3×H×W), got a batch of {t.shape[0]}")
-        return t.detach().float().cpu().contiguous()
-    return load_image(src)  # type: ignore[arg-type]
+__all__ = ["uint8_frames", "even_pad", "check_fps", "mp4_writer", "save_gif", "save_mp4"]
 
 
 def uint8_frames(frames: Tensor | Iterable[object], size: tuple[int, int] | None = None) -> list[np.ndarray]:

@@ -49,7 +49,7 @@ from artlab.gram import (
     style_layers,
     total_variation,
 )
-from artlab.images import load_image
+from artlab.images import as_rgb_image, load_image
 from artlab.models import (
     Backbone,
     best_backbone,
@@ -68,7 +68,6 @@ from artlab.transfer.colour import match_color, match_luminance, rgb_to_yiq, yiq
 from artlab.transfer.memory import check_transfer_memory
 from artlab.transfer.panorama import circular_padding
 from artlab.transfer.settings import DEFAULT_LR, TransferSettings, resolve_settings
-from artlab.video import as_rgb_image
 
 __all__ = ["TransferStep", "StyleTransfer", "as_styles", "stylize", "transfer"]
 

@@ -14,10 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from artlab.data import Collection
-from artlab.images import load_image
+from artlab.images import as_rgb_image, load_image
 from artlab.models import Backbone, best_backbone, features
 from artlab.transfer.settings import check_count
-from artlab.video import as_rgb_image
 
 __all__ = ["suggest_styles"]
 

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from artlab.figures import ratio_sweep_figure
-from artlab.images import load_image
+from artlab.images import as_rgb_image, load_image
 from artlab.models import Backbone, best_backbone
 from artlab.transfer.engine import stylize
 from artlab.transfer.settings import (
@@ -23,7 +23,6 @@ from artlab.transfer.settings import (
     check_number,
     resolve_settings,
 )
-from artlab.video import as_rgb_image
 
 __all__ = ["ratio_sweep", "plot_ratio_sweep"]
 

@@ -22,10 +22,10 @@ import plotly.graph_objects as go
 import torch
 from torch import Tensor
 
-from artlab.images import load_image, save_image, thumbnail, to_png_bytes
+from artlab.images import as_rgb_image, load_image, save_image, thumbnail, to_png_bytes
 from artlab.models import Backbone, best_backbone
 from artlab.transfer import StyleTransfer, TransferSettings, stylize
-from artlab.video import as_rgb_image, save_gif
+from artlab.video import save_gif
 
 from .kit import (
     RED,
