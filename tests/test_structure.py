@@ -22,7 +22,7 @@ PACKAGE = ROOT / "artlab"
 TIERS: list[tuple[str, list[str]]] = [
     ("apps", ["artlab.cli", "artlab.demo", "artlab.explore", "artlab.widgets", "artlab.catalogue"]),
     ("studies", ["artlab.activations", "artlab.gram", "artlab.transfer", "artlab.embed",
-                 "artlab.predict", "artlab.stylegan"]),
+                 "artlab.predict", "artlab.stylegan", "artlab.explain"]),
     ("ground", ["artlab.figures", "artlab.optimize", "artlab.data", "artlab.paint", "artlab.models",
                 "artlab.architectures", "artlab.efficientnet", "artlab.video", "artlab.runs", "artlab.images", "artlab.weights", "artlab"]),
 ]

@@ -22,6 +22,7 @@ _MODULES = {
     "FeatureMapViewer": "feature_maps",  # deprecated alias of ActivationExplorer(look="mosaic")
     "GramInspector": "gram_inspector",
     "LatentExplorer": "latent_explorer",
+    "NeuronAtlas": "neuron_atlas",
     "ProjectionView": "projection_view",
     "TransferLab": "transfer_lab",
 }
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from .feature_maps import FeatureMapViewer
     from .gram_inspector import GramInspector
     from .latent_explorer import LatentExplorer
+    from .neuron_atlas import NeuronAtlas
     from .projection_view import ProjectionView
     from .transfer_lab import TransferLab
 
@@ -60,6 +62,7 @@ __all__ = [
     "FeatureMapViewer",
     "GramInspector",
     "LatentExplorer",
+    "NeuronAtlas",
     "ProjectionView",
     "TransferLab",
 ]
