@@ -1,7 +1,7 @@
-"""The official StyleGAN2-ADA (PyTorch) network pickles, registered with ``artlab.weights``.
+"""The official StyleGAN2-ADA (PyTorch) network pickles: their names, sizes and URLs.
 
-Importing this module adds one :class:`artlab.weights.KnownFile` per published pickle, so
-``artlab weights list`` shows them and ``artlab weights download/import`` fetch or bring them
+:func:`official_files` gives one :class:`artlab.weights.KnownFile` per published pickle;
+:mod:`artlab.catalogue` lists them with every other known file, so ``artlab weights list`` shows them and ``artlab weights download/import`` fetch or bring them
 into the torch hub cache the standard way. The files keep their official names (``ffhq.pkl``
 ...), so a copy downloaded elsewhere is recognised by ``artlab weights import`` by its name.
 
