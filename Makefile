@@ -6,8 +6,9 @@ test:
 	@bash dev.sh test
 test-fast:
 	@bash dev.sh test-fast
+# JupyterLab on working copies of the lessons (~/artlab-lessons); options: make lab ARGS="--no-browser --port 8898"
 lab:
-	@bash dev.sh lab
+	@bash dev.sh lab $(ARGS)
 bench:
 	@bash dev.sh bench
 setup:

@@ -3,7 +3,7 @@
 #   ./dev.sh demo [--quick]   build the environment and run the tour (writes artlab-demo/index.html)
 #   ./dev.sh test [pytest args]  build the environment and run the whole test suite (25 slowest listed)
 #   ./dev.sh test-fast [pytest args]  the same without browser, notebook and slow tests (< 2 min on 2 cores)
-#   ./dev.sh lab              JupyterLab on notebooks/
+#   ./dev.sh lab [options]    JupyterLab on your working copies of the lessons (~/artlab-lessons; artlab lab --help)
 #   ./dev.sh bench            the benchmarks
 #   ./dev.sh setup            only the environment
 set -euo pipefail
@@ -40,9 +40,15 @@ find_uv() {
   "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check uv
 }
 
+# ARTLAB_TORCH=cpu installs PyTorch's CPU-only wheels (4 GB less than the default CUDA build, which
+# torchvision's PyPI wheels require); any uv --torch-backend value works (cu126, rocm6.3, auto). They come
+# from download.pytorch.org, so that site must be reachable. The choice is kept in .venv/.artlab-torch, so
+# later runs need not repeat it; ARTLAB_TORCH=pypi goes back to PyPI's build. A change reinstalls torch.
+TORCH_BACKEND=${ARTLAB_TORCH:-$(cat "$VENV/.artlab-torch" 2>/dev/null || echo pypi)}
+
 setup() {
   local want
-  want=$(sha256sum pyproject.toml | cut -c1-16)
+  want="$(sha256sum pyproject.toml | cut -c1-16) torch=$TORCH_BACKEND"
   if [ -x "$BIN/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then return; fi
   local t0=$SECONDS
   find_uv
@@ -50,12 +56,21 @@ setup() {
     say "creating $VENV with $("$PYTHON" --version 2>&1)"
     "$UV" venv -q --python "$PYTHON" "$VENV"
   fi
+  local backend=()
+  if [ "$TORCH_BACKEND" != pypi ]; then
+    backend=(--torch-backend "$TORCH_BACKEND")
+    say "PyTorch from its $TORCH_BACKEND wheels (ARTLAB_TORCH=$TORCH_BACKEND, index download.pytorch.org)"
+  fi
+  if [ -f "$STAMP" ] && [ "$(cat "$VENV/.artlab-torch" 2>/dev/null || echo pypi)" != "$TORCH_BACKEND" ]; then
+    backend+=(--reinstall-package torch --reinstall-package torchvision)  # another build of the same version
+  fi
   say "installing artlab and its dependencies (first time: a few minutes, mostly PyTorch)"
-  if ! "$UV" pip install --compile-bytecode --python "$BIN/python" -e ".[test,bench]"; then
+  if ! "$UV" pip install --compile-bytecode --python "$BIN/python" "${backend[@]}" -e ".[test,bench]"; then
     # No network (CI, a train): everything may still be in uv's cache from an earlier install.
     say "online install failed; retrying from uv's local cache (--offline)"
-    "$UV" pip install --compile-bytecode --offline --python "$BIN/python" -e ".[test,bench]"
+    "$UV" pip install --compile-bytecode --offline --python "$BIN/python" "${backend[@]}" -e ".[test,bench]"
   fi
+  echo "$TORCH_BACKEND" >"$VENV/.artlab-torch"
   echo "$want" >"$STAMP"
   say "environment ready in $((SECONDS - t0)) s"
 }

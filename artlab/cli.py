@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from artlab import __version__
+from artlab import __version__, lessons
 
 __all__ = ["main", "notebooks_dir"]
 
 
 def notebooks_dir() -> Path | None:
-    """The repository's ``notebooks/`` folder next to the package (source checkouts), if any."""
-    candidate = Path(__file__).resolve().parent.parent / "notebooks"
-    return candidate if candidate.is_dir() else None
+    """The shipped lessons: the ``notebooks/`` folder of the source checkout artlab runs from, if any."""
+    return lessons.shipped_dir()
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -28,20 +28,41 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    folder = Path(args.dir).expanduser() if args.dir else notebooks_dir()
-    if folder is None or not folder.is_dir():
-        print(
-            "artlab lab: no notebooks folder found next to the package; pass --dir PATH "
-            "(the notebooks/ folder of an artlab checkout).",
-            file=sys.stderr,
-        )
+    folder = Path(args.dir).expanduser() if args.dir else lessons.default_folder()
+    source = Path(args.source).expanduser() if args.source else notebooks_dir()
+    try:
+        changes = lessons.sync_lessons(source, folder, reset=args.reset or ())
+    except (lessons.LessonsError, OSError) as exc:
+        print(f"artlab lab: {exc}", file=sys.stderr)
         return 2
-    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folder}"]
+    for line in lessons.summary(changes, folder):
+        print(f"artlab lab: {line}")
+    if source is None:
+        print(f"artlab lab: no shipped lessons here to compare with (not a source checkout); opening your "
+              f"copies in {folder}")
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folder.resolve()}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # Jupyter refuses to start as root without it
+    if args.no_browser:
+        cmd.append("--no-browser")
+    if args.port is not None:
+        cmd.append(f"--port={args.port}")
+    if args.ip:
+        cmd.append(f"--ip={args.ip}")
     cmd += args.jupyter_args
-    print("starting:", " ".join(cmd))
+    print("starting:", shlex.join(cmd))
     return subprocess.call(cmd)
+
+
+def _port(text: str) -> int:
+    """A TCP port number for ``--port`` (argparse type)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return port
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
@@ -51,7 +72,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         options = explore.check_options(
             args.folder, model=args.model, weights=None if args.weights == "random" else args.weights,
             layer=args.layer, pooling=args.pooling, size=args.size, cache_dir=args.cache_dir,
-            device=args.device, seed=args.seed, csv_path=args.csv,
+            device=args.device, seed=args.seed, csv_path=args.csv, label=args.label,
         )
         port = explore.check_port(args.port)
     except explore.ExploreError as exc:
@@ -126,15 +147,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     demo.set_defaults(func=_cmd_demo)
 
-    lab = sub.add_parser("lab", help="start JupyterLab on the notebooks")
-    lab.add_argument("--dir", help="notebooks folder (default: the checkout's notebooks/)")
-    lab.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
-    lab.set_defaults(func=_cmd_lab)
+    lab = sub.add_parser(
+        "lab", help=f"start JupyterLab on your working copies of the lessons ({lessons.DEFAULT_DIR})",
+        usage="artlab lab [--dir PATH] [--reset LESSON] [--from NOTEBOOKS] [--no-browser] [--port N] [--ip ADDR] "
+              "[JUPYTER OPTIONS] [-- JUPYTER ARGS]",
+        description="Opens JupyterLab on a folder of working copies of the lessons (default "
+                    f"{lessons.DEFAULT_DIR}), copying the shipped lessons (the checkout's notebooks/) there on first "
+                    "use, so outputs and the files the lessons write stay out of the repository. A copy you "
+                    "changed or ran is never overwritten: a newer lesson goes beside it as NN_name-new.ipynb. "
+                    "Every option artlab does not know is passed on to jupyter lab, as is everything after --.",
+        allow_abbrev=False,  # a Jupyter option must never be taken for an abbreviation of one of ours
+    )
+    lab.add_argument("--dir", metavar="PATH",
+                     help=f"folder of your working copies, made if missing (default: {lessons.DEFAULT_DIR})")
+    lab.add_argument("--reset", action="append", metavar="LESSON",
+                     help="put a lesson back as shipped: a number such as 03, a name, or all (repeatable); "
+                          "a changed copy is kept as NN_name-yours.ipynb")
+    lab.add_argument("--from", dest="source", metavar="NOTEBOOKS",
+                     help="where the shipped lessons are (default: the checkout's notebooks/)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser (jupyter lab --no-browser)")
+    lab.add_argument("--port", type=_port, metavar="N", help="port of the server (jupyter lab --port)")
+    lab.add_argument("--ip", metavar="ADDR", help="address to listen on (jupyter lab --ip)")
+    lab.set_defaults(func=_cmd_lab, jupyter_args=[])
 
     explore = sub.add_parser(
         "explore", help="open a folder of images as an embedding map (a no-code Voilà app)",
-        description="Embed every image of FOLDER with a CNN (cached, so the next launch is instant) and open "
-                    "an interactive map of the collection in the browser: select points to see the images.",
+        description="Embed every image of FOLDER with a CNN and open an interactive map of the collection in "
+                    "the browser: select points to see the images. The pictures' descriptions and the map's "
+                    "layout are cached, so the next launch on the folder opens its map in seconds.",
     )
     explore.add_argument("folder", help="folder of images (class subfolders and a metadata.csv are optional)")
     explore.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
@@ -151,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--cache-dir", help="embedding cache (default: ~/.cache/artlab/embeddings)")
     explore.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
     explore.add_argument("--seed", type=int, default=0, help="seed of a random init and of the map")
+    explore.add_argument("--label", help="what the dots are coloured by at first: a folder level (1: the top "
+                                         "subfolder, 2: the one below, -1: the folder each picture is in) or a "
+                                         "column of metadata.csv, e.g. artist (default: the top subfolder, or the "
+                                         "CSV's artist/style/label column); the page offers every level anyway")
     explore.add_argument("--csv", help="where the page's Export CSV button writes "
                                        "(default: ./FOLDERNAME_selection.csv); the page may change the "
                                        "file name, but exports stay in this file's folder")
@@ -188,8 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``artlab`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``artlab`` console script.
+
+    ``artlab lab`` passes the options it does not know, and everything after ``--``, on to Jupyter;
+    every other command rejects unknown arguments."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] != ["lab"]:
+        args = parser.parse_args(argv)
+    else:
+        tail: list[str] = []
+        if "--" in argv:
+            cut = argv.index("--")
+            argv, tail = argv[:cut], argv[cut + 1:]
+        args, unknown = parser.parse_known_args(argv)
+        args.jupyter_args = unknown + tail
     return int(args.func(args) or 0)
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "Item",
     "Collection",
     "CollectionError",
+    "label_source",
     "sample_corpus",
     "SAMPLE_PHOTOS",
     "cache_root",
@@ -108,6 +109,16 @@ def __getattr__(name: str) -> object:
     if name == "IMAGE_EXTENSIONS":
         return image_extensions()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def label_source(label: str | int | None) -> dict[str, str | int]:
+    """The :meth:`Collection.from_folder` keyword a user's choice of label means: a whole number (``2``,
+    ``"2"``, ``"-1"``) is a folder level (``label_level``), any other text a metadata column
+    (``label_column``: ``"artist"``, ``"folder_2"``); None or "" the default ({})."""
+    text = str(label).strip() if label is not None else ""
+    if text.lstrip("-").isdigit():
+        return {"label_level": int(text)}
+    return {"label_column": text} if text else {}
 
 
 class CollectionError(ValueError):
@@ -244,12 +255,22 @@ class Collection:
         *,
         label_column: str | None = None,
         recursive: bool = True,
+        label_level: int | None = None,
     ) -> Collection:
         """Read a folder of images.
 
-        Labels come from ``label_column`` of the metadata CSV when there is one (by
-        default the first of label/artist/style/genre/class it has), else from the
-        first-level subfolder. ``metadata`` defaults to ``<folder>/metadata.csv`` if
+        Every image's folders are kept in its metadata, one column per level:
+        ``folder_1`` is the subfolder of ``path`` it lies in, ``folder_2`` the one below, and
+        so on to the deepest (``paintings/van_gogh/x.jpg``: ``folder_1="paintings"``,
+        ``folder_2="van_gogh"``); a level an image does not have (files at other depths) is
+        ``""``. A metadata CSV's own column of the same name wins.
+
+        The label: ``label_column`` names any metadata column (a CSV column such as
+        ``artist``, or ``folder_2``); ``label_level`` a folder level (1: the top subfolder,
+        2: the one below; -1: the folder each image is in, -2 the one above); an image
+        without that level has no label. With neither, the label is the CSV's first
+        label/artist/style/genre/class column when there is a CSV, else ``folder_1``.
+        ``metadata`` defaults to ``<folder>/metadata.csv`` if
         present. Files with an image extension (:func:`image_extensions`: whatever
         Pillow reads here) are opened, header only, to check they are readable images;
         those that are not regular files (a FIFO, a link to ``/dev/zero``) are never
@@ -268,6 +289,18 @@ class Collection:
         notes: list[str] = []
         if metadata is not None or meta_path.is_file():
             rows, notes = _read_metadata(meta_path, root, set(files))
+        if label_column is not None and label_level is not None:
+            raise ValueError("pass label_column or label_level, not both: the label comes from one place")
+        depth = max((len(f.relative_to(root).parts) - 1 for f in files), default=0)
+        if label_level is not None:
+            if isinstance(label_level, bool) or not isinstance(label_level, int) or label_level == 0:
+                raise ValueError(f"label_level must be a folder level: 1 (the top subfolder), 2, … or -1 (the "
+                                 f"folder an image is in), -2, …; got {label_level!r}")
+            if abs(label_level) > depth:
+                raise CollectionError(f"label_level={label_level}, but the deepest image in {root} is "
+                                      f"{depth} folder(s) down; choose a level between 1 and {depth} (or -1)"
+                                      if depth else f"label_level={label_level}, but {root} has no subfolders "
+                                      "with images: there are no folder levels to label by")
         items: list[Item] = []
         skipped: list[tuple[Path, str]] = []
         for file in files:
@@ -275,8 +308,19 @@ class Collection:
             if reason:
                 skipped.append((file, reason))
                 continue
-            row = rows.get(file, {})
-            items.append(Item(file, _label(file, root, row, label_column, bool(rows)), row))
+            folders = file.relative_to(root).parts[:-1]
+            row = {**{f"folder_{k + 1}": (folders[k] if k < len(folders) else "") for k in range(depth)},
+                   **rows.get(file, {})}
+            if label_level is not None:
+                level = label_level - 1 if label_level > 0 else len(folders) + label_level
+                label = folders[level] if 0 <= level < len(folders) else None
+            else:
+                label = _label(row, label_column, bool(rows))
+            items.append(Item(file, label, row))
+        if label_column is not None and items and not any(label_column in item.meta for item in items):
+            columns = sorted({c for item in items for c in item.meta})
+            raise CollectionError(f"label_column={label_column!r} is not a metadata column of {root}; choose one "
+                                  f"of {', '.join(columns) or '(none: no metadata CSV and no subfolders)'}")
         if not items:
             detail = f"; {len(skipped)} unreadable" if skipped else ""
             if ignored:
@@ -343,10 +387,9 @@ def _header_problem(path: Path) -> str | None:
     return None
 
 
-def _label(
-    file: Path, root: Path, row: Mapping[str, str], label_column: str | None, from_metadata: bool
-) -> str | None:
-    """The label: from the metadata row when there is a CSV (None if the row lacks one), else the subfolder."""
+def _label(row: Mapping[str, str], label_column: str | None, from_metadata: bool) -> str | None:
+    """The label: ``label_column`` of the row; else from the metadata CSV when there is one (None if the
+    row lacks one); else the top subfolder (``folder_1``)."""
     if label_column is not None:
         return row.get(label_column) or None
     for column in LABEL_COLUMNS:
@@ -354,8 +397,7 @@ def _label(
             return row[column]
     if from_metadata:
         return None
-    rel = file.relative_to(root)
-    return rel.parts[0] if len(rel.parts) > 1 else None
+    return row.get("folder_1") or None
 
 
 def _read_metadata(
@@ -448,7 +490,7 @@ def sample_corpus(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     rebuild: bool = False,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Collection:
     """The built-in labelled corpus: photographs and the same photographs painted.
 
@@ -456,7 +498,8 @@ def sample_corpus(
     ``seed``) and cached under ``<cache>/corpus-v1-<hash>/``; later calls just read it.
     Layout: ``photo/<subject>.png`` and ``<style>/<subject>.png`` with a
     ``metadata.csv`` (path, subject, domain, style), so each item's label is its style
-    ("photo" for the originals) and ``meta["domain"]`` is "photo" or "painting".
+    ("photo" for the originals) and ``meta["domain"]`` is "photo" or "painting". The first
+    build shows a progress bar in notebooks and terminals (``progress=False``: none).
     """
     from artlab import paint
 
@@ -483,19 +526,20 @@ def sample_corpus(
 
 
 def _build_corpus(
-    target: Path, size: int, styles: list[str], photos: Sequence[str], seed: int, progress: bool
+    target: Path, size: int, styles: list[str], photos: Sequence[str], seed: int, progress: bool | None
 ) -> None:
     """Paint every photo in every style into a temp folder, then move it into place atomically."""
     from tqdm.auto import tqdm
 
     from artlab import paint
+    from artlab.runs import wants_progress
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".corpus-", dir=target.parent))
     try:
         rows = []
         jobs = [(p, s) for p in photos for s in ["photo", *styles]]
-        bar = tqdm(jobs, desc="building sample corpus", disable=not progress, unit="img")
+        bar = tqdm(jobs, desc="building sample corpus", disable=not wants_progress(progress), unit="img")
         originals: dict[str, Tensor] = {}
         for subject, style in bar:
             if subject not in originals:

@@ -139,8 +139,11 @@ def _domain_shift(ctx: DemoContext) -> list[DemoFigure]:
             "domain_shift.png",
             f"{html.escape(ctx.model.label)}: Fréchet distance (Ledoit-Wolf shrinkage where there are fewer "
             "images than channels), KID/MMD with a permutation test, and cross-validated linear-probe accuracy "
-            "between the corpus's 6 photographs and their 30 painted versions, with bootstrap confidence "
-            "intervals. Few images: read the intervals before the curve.",
+            "between the corpus's 6 photographs and their 30 painted versions, with 95% intervals (for the "
+            "Fréchet distance corrected for its small-sample bias, so its band can start at 0). Few images: "
+            "read the intervals before the curve. A KID or MMD below 0 (the dashed line) means no detectable "
+            "difference, not an error: an unbiased estimate of a difference that is really about 0 scatters "
+            "around 0. A probe below chance (0.5) found nothing to learn.",
         )
     ]
 

@@ -9,7 +9,8 @@ This module is that boundary:
 * reading: :func:`load_image` (files, PIL images, numpy arrays, tensors) and
   :func:`load_images` (several, into one batch); anything that cannot become an
   image raises :class:`ImageLoadError` naming the file and the reason;
-* writing and showing: :func:`save_image`, :func:`to_pil`, :func:`to_png_bytes`,
+* writing and showing: :func:`save_image` (with :func:`result_metadata`: which network
+  made a picture, read back by :func:`read_image_metadata`), :func:`to_pil`, :func:`to_png_bytes`,
   :func:`to_data_url`, :func:`image_grid`, :func:`thumbnail`;
 * checking: :func:`ensure_image_batch`, plus the numpy helpers
   :func:`to_numpy_hwc` / :func:`from_numpy_hwc`.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import operator
 import os
@@ -30,17 +32,20 @@ import secrets
 import stat
 import struct
 import threading
+import unicodedata
 import warnings
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, PngImagePlugin
 from torch import Tensor
+
+from artlab import __version__
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -54,6 +59,8 @@ __all__ = [
     "from_pil",
     "to_pil",
     "save_image",
+    "read_image_metadata",
+    "result_metadata",
     "image_grid",
     "thumbnail",
     "to_png_bytes",
@@ -952,7 +959,8 @@ def _format_for(path: Path) -> str:
     return fmt
 
 
-def save_image(images: Tensor, path: str | os.PathLike[str], *, nrow: int | None = None) -> Path:
+def save_image(images: Tensor, path: str | os.PathLike[str], *, nrow: int | None = None,
+               metadata: Mapping[str, str] | None = None) -> Path:
     """Write image(s) to ``path`` (8-bit RGB) and return the path; the format follows the extension.
 
     One image (3×H×W or N = 1) is written as is; a batch is written as one grid
@@ -960,11 +968,20 @@ def save_image(images: Tensor, path: str | os.PathLike[str], *, nrow: int | None
     Missing parent folders are created. The file appears atomically: it is written to a
     temporary file in the same folder and then renamed over ``path``, so a reader never
     sees a half-written image. JPEG and WebP are written with quality 95.
+
+    ``metadata`` ({name: text}, e.g. :func:`result_metadata`: which network made the
+    picture) is stored in the file, so a result still says where it came from when it is
+    shared: PNG keeps each entry as a text chunk (tEXt, or iTXt for non-Latin-1 text);
+    JPEG and WebP keep them as EXIF (``ImageDescription``: the ``artlab:model`` entry in
+    ASCII, ``Software``, and every entry as JSON in ``UserComment``). Other formats cannot
+    carry it: a ValueError says to use .png or .jpg. :func:`read_image_metadata` reads it back.
     """
     target = Path(path)
     fmt = _format_for(target)
     picture = Image.fromarray(_to_uint8_hwc(_one_picture(images, nrow)))
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    options: dict[str, object] = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if metadata is not None:
+        options.update(_metadata_options(_check_metadata(metadata), fmt, target))
 
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
@@ -980,6 +997,104 @@ def save_image(images: Tensor, path: str | os.PathLike[str], *, nrow: int | None
         temporary.unlink(missing_ok=True)
         raise
     return target
+
+
+#: EXIF tags artlab's metadata uses (JPEG, WebP): in IFD0, and UserComment in the Exif sub-IFD.
+_EXIF_DESCRIPTION, _EXIF_SOFTWARE, _EXIF_IFD, _EXIF_USER_COMMENT = 0x010E, 0x0131, 0x8769, 0x9286
+_EXIF_ASCII = b"ASCII\0\0\0"  # UserComment's 8-byte character-code prefix
+_EXIF_LIMIT = 60_000  # an EXIF block lives in one JPEG APP1 segment (at most 65,533 bytes)
+
+
+def _check_metadata(metadata: object) -> dict[str, str]:
+    """``metadata`` as {name: text}; a clear error for anything a PNG text chunk could not hold."""
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict of {{name: text}}, got {type(metadata).__name__}")
+    checked = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= 79 or key != key.strip() \
+                or any(not (" " <= ch <= "~" or "\xa1" <= ch <= "\xff") for ch in key):
+            raise ValueError(f"metadata name {key!r} must be 1-79 printable Latin-1 characters without "
+                             "leading or trailing spaces (a PNG text keyword), e.g. 'artlab:model'")
+        if not isinstance(value, str):
+            raise TypeError(f"metadata[{key!r}] must be text, got {type(value).__name__}; "
+                            "write numbers with str() and structures with json.dumps()")
+        checked[key] = value
+    return checked
+
+
+def _ascii(text: str) -> str:
+    """``text`` in printable ASCII for an EXIF ASCII tag ("·" and "×" spelled out, other accents dropped)."""
+    text = text.replace("·", "-").replace("×", "x").replace("→", "->")
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if " " <= ch <= "~")
+
+
+def _metadata_options(metadata: dict[str, str], fmt: str, target: Path) -> dict[str, object]:
+    """PIL save options that store ``metadata`` in a ``fmt`` file (see :func:`save_image`)."""
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        for key, value in metadata.items():
+            info.add_text(key, value)  # tEXt for Latin-1 text, iTXt (UTF-8) otherwise
+        return {"pnginfo": info}
+    if fmt in ("JPEG", "WEBP"):
+        exif = Image.Exif()
+        description = metadata.get("artlab:model") or "; ".join(f"{k}: {v}" for k, v in metadata.items())
+        exif[_EXIF_DESCRIPTION] = _ascii(description)
+        if "Software" in metadata:
+            exif[_EXIF_SOFTWARE] = _ascii(metadata["Software"])
+        comment = _EXIF_ASCII + json.dumps(metadata, ensure_ascii=True).encode("ascii")
+        if len(comment) > _EXIF_LIMIT:
+            raise ValueError(f"metadata of {len(comment)} bytes does not fit in a {fmt} file's EXIF block "
+                             f"({_EXIF_LIMIT} at most); shorten it or save as .png")
+        exif.get_ifd(_EXIF_IFD)[_EXIF_USER_COMMENT] = comment
+        return {"exif": exif}
+    raise ValueError(f"{target.suffix} ({fmt}) files cannot carry artlab's metadata; save as .png (text "
+                     "chunks) or .jpg (EXIF), or leave metadata out")
+
+
+def read_image_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The metadata :func:`save_image` stored in an image file ({} when there is none).
+
+    PNG: every text chunk before the image data (where artlab and most tools write
+    them). JPEG/WebP: the JSON in EXIF ``UserComment`` that artlab writes, or else the
+    ``ImageDescription`` and ``Software`` tags under those names. Only the header is
+    read, never the pixels. A file that is not an image raises :class:`ImageLoadError`.
+    """
+    raw = os.fspath(path)
+    shown = raw if isinstance(raw, str) else raw.decode(errors="replace")
+    with open_regular(raw, shown) as handle, open_image(handle, shown) as image:
+        if image.format == "PNG":
+            return {key: str(value) for key, value in image.info.items() if isinstance(value, str)}
+        try:
+            exif = image.getexif()
+        except _DECODE_ERRORS:
+            return {}
+        comment = exif.get_ifd(_EXIF_IFD).get(_EXIF_USER_COMMENT)
+        if isinstance(comment, bytes) and comment.startswith(_EXIF_ASCII):
+            try:
+                stored = json.loads(comment[len(_EXIF_ASCII):].decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                stored = None
+            if isinstance(stored, dict):
+                return {str(k): str(v) for k, v in stored.items()}
+        tags = {"ImageDescription": exif.get(_EXIF_DESCRIPTION), "Software": exif.get(_EXIF_SOFTWARE)}
+        return {k: v.strip("\0 ") for k, v in tags.items() if isinstance(v, str) and v.strip("\0 ")}
+
+
+def result_metadata(model_label: str, *, kind: str, settings: Mapping[str, object] | None = None) -> dict[str, str]:
+    """The metadata a saved result carries: ``artlab:model`` (the network's label, e.g.
+    "efficientnet_lite0 · ImageNet"), ``artlab:kind`` ("style transfer", "texture", ...),
+    ``Software`` ("artlab <version>") and, when given, ``artlab:settings`` (short JSON).
+
+    Why: a picture made with a random-weight network looks much like one made with a
+    trained one; the file should say which it was. Pass it to :func:`save_image`.
+    """
+    if not isinstance(model_label, str) or not model_label.strip():
+        raise ValueError(f"model_label must be the network's label (model.label), got {model_label!r}")
+    metadata = {"artlab:model": model_label, "artlab:kind": str(kind), "Software": f"artlab {__version__}"}
+    if settings is not None:
+        metadata["artlab:settings"] = json.dumps(dict(settings), ensure_ascii=False, separators=(",", ":"),
+                                                 default=str)
+    return metadata
 
 
 def as_rgb_image(src: object, name: str = "image") -> Tensor:

@@ -331,7 +331,7 @@ def backbone(
                 + "\nFor the best network available here, use artlab.models.best_backbone()."
             )
         if path is None:
-            path = _weights.download(known, progress=True) if download else None  # download=True asked for it
+            path = _weights.download(known, progress=None) if download else None  # download=True asked for it
         if path is None:
             raise _weights.WeightsNotFoundError(_weights.missing_message(known, "download=False"))
         _apply_state_dict(net, load_state_dict_file(path), str(path))

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from artlab.data import Collection
 from artlab.images import (
@@ -36,6 +35,7 @@ from artlab.images import (
     to_numpy_hwc,
 )
 from artlab.models import Backbone, features
+from artlab.runs import progress_bar
 
 __all__ = ["Predictions", "compare_confidence", "confidence_table", "imagenet_categories", "predict"]
 
@@ -175,7 +175,7 @@ def predict(
     size: int | None = None,
     batch_size: int = 16,
     keep_thumbnails: int = 32,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Predictions:
     """The top-``k`` ImageNet classes of ``images`` under ``model`` (a Backbone with a classifier head).
 
@@ -186,7 +186,8 @@ def predict(
     evaluations: they crop the central 87.5 % first (resize to 256, crop 224); we keep
     the whole shorter side, so a painting is seen in full. Unreadable files are skipped
     and listed in ``skipped``. Memory is bounded by ``batch_size`` images at a time and
-    ``keep_thumbnails`` small copies for :meth:`Predictions.plot`.
+    ``keep_thumbnails`` small copies for :meth:`Predictions.plot`. A progress bar shows in
+    notebooks and terminals (``progress=False``: none; :func:`artlab.runs.wants_progress`).
     """
     if not isinstance(model, Backbone):
         raise TypeError(f"model must be an artlab Backbone, got {type(model).__name__}")
@@ -207,7 +208,7 @@ def predict(
     kept_names: list[str] = []
     thumbs: list[Tensor] = []
     top_i, top_p, conf, ent = [], [], [], []
-    with tqdm(total=len(sources), desc=f"{model.name}: predicting", unit="img", disable=not progress) as bar:
+    with progress_bar(len(sources), f"{model.name}: predicting", enabled=progress, unit="img") as bar:
         for start in range(0, len(sources), batch_size):
             batch, batch_names = [], []
             for src, name in zip(sources[start : start + batch_size], names[start : start + batch_size]):

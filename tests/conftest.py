@@ -111,3 +111,14 @@ def G():
     from artlab.stylegan import tiny_generator
 
     return tiny_generator()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """List the lesson notebooks' run times (recorded by tests/test_notebooks.py) after the session."""
+    lines = [value for reports in terminalreporter.stats.values() for report in reports
+             for key, value in getattr(report, "user_properties", []) if key == "notebook_time"
+             and getattr(report, "when", "call") == "call"]
+    if lines:
+        terminalreporter.write_sep("-", "lesson notebooks at their defaults (budget: 3 min, first picture ~20 s)")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)

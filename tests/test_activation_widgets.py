@@ -299,6 +299,33 @@ def _reference_examples(vgg, images, layer, channel, k):
     return act, score, torch.topk(score, k).values
 
 
+def test_negative_and_below_chance_values_are_marked_and_explained(shift_parts, vgg):
+    import dataclasses
+
+    from artlab.widgets import DomainShiftView
+
+    shift, images_a, images_b = shift_parts
+    table = shift.table.copy()
+    kid_row = table.index[(table.layer == SHIFT_LAYERS[0]) & (table.measure == "kid")][0]
+    probe_row = table.index[(table.layer == SHIFT_LAYERS[-1]) & (table.measure == "probe")][0]
+    table.loc[kid_row, "value"], table.loc[probe_row, "value"] = -0.003, 0.42
+    others = table.drop([kid_row, probe_row])
+    table.loc[others.index[others.measure == "kid"], "value"] = 0.5  # only the two planted values look odd
+    table.loc[others.index[others.measure == "mmd"], "value"] = 0.1
+    table.loc[others.index[others.measure == "probe"], "value"] = 0.8
+    view = DomainShiftView.from_result(dataclasses.replace(shift, table=table), images_a, images_b, vgg,
+                                       channels=1, examples=1)
+    numbers = view.numbers.value
+    assert numbers.count(" *</td>") == 2  # exactly the two planted cells are marked
+    assert "-0.003 [" in numbers and "0.42 [" in numbers
+    assert "* below 0: no detectable difference, not an error" in numbers
+    assert "* below chance (0.5): the probe found nothing to learn" in numbers
+    assert 'title="below 0: no detectable difference' in numbers
+    kid_hover = _value_trace(view, "kid").text
+    assert "no detectable difference" in kid_hover[0] and not any("no detectable" in t for t in kid_hover[1:])
+    assert "nothing to learn" in _value_trace(view, "probe").text[-1]
+
+
 def test_picking_a_layer_shows_its_divergent_channels_with_examples(shift_view, shift_parts, vgg):
     shift, images_a, images_b = shift_parts
     shift_view.layer.value = "relu3_1"
@@ -379,3 +406,34 @@ def test_shift_view_computes_the_shift_itself(corpus, vgg):
     assert len([t for t in view.curves.data if t.mode == "lines+markers"]) == 2
     assert view.layer.value == "relu4_1" and len(view.gallery_maps(1)[0]) == 2
     assert "woodblock vs noise" in view.curves.layout.title.text
+
+
+# ---------------------------------------------------------------------------------------------- spectra figure
+
+
+@pytest.mark.parametrize("side, lo, span", [(8, 1e-3, 3.0), (16, 2.0, 40.0), (32, 1e-6, 1e5), (64, 5.0, 1.6),
+                                            (112, 1e-2, 1e9), (224, 0.05, 600.0)])
+def test_spectra_tick_labels_never_overlap(side, lo, span):
+    """Issue 15: the spectra's log axes labelled their minor ticks ("2×10⁻¹ 3×10⁻¹ …", full size) when a
+    panel spans less than a decade, and the labels ran into each other. Drawn here, every shown label
+    of every axis has its own room, and each axis has at least two labels to read the scale from."""
+    import itertools
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from artlab.activations import plot_spectra
+
+    bins = side // 2 + 1
+    freqs, power = np.arange(bins) / side, np.geomspace(lo * span, lo, bins)[None]
+    fig = plot_spectra({"a": (freqs, power), "b": (freqs, power * 3)}, {"a": (freqs, power / 2), "b": (freqs, power)})
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            labels = [t.label1 for t in axis.get_major_ticks() + axis.get_minor_ticks()
+                      if low <= t.get_loc() <= high and t.label1.get_visible() and t.label1.get_text()]
+            boxes = [label.get_window_extent(renderer) for label in labels]
+            texts = [label.get_text() for label in labels]
+            assert len(boxes) >= 2, f"{axis.axis_name} axis of {ax.get_title()}: labels {texts}"
+            assert not any(p.overlaps(q) for p, q in itertools.combinations(boxes, 2)), texts

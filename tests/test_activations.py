@@ -422,6 +422,26 @@ def test_domain_shift_detects_a_real_difference_and_not_a_split_of_one_set(tiny)
     assert "Ledoit-Wolf" not in ok.table.note.iloc[0]
 
 
+def test_domain_shift_explains_negative_and_below_chance_values_in_plain_words(tiny):
+    """Two halves of one set: MMD² below 0 and a probe below 0.5 happen (these seeds), and each is explained."""
+    smooth = _images("smooth", 24, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", act.SmallSampleWarning)
+        same = act.domain_shift(smooth[:12], smooth[12:], tiny, layers=["relu1_1", "relu2_1"], size=32, n_boot=5,
+                                n_perm=20, progress=False, measures=["mmd", "probe"])
+    t = same.table
+    negative, below = t[t.value < 0], t[(t.measure == "probe") & (t.value < 0.5)]
+    assert set(negative.measure) == {"mmd"} and len(below) >= 1
+    assert negative.note.str.contains("no detectable difference, not an error").all()
+    assert below.note.str.contains("the probe found nothing to learn").all()
+    fine = t.drop(negative.index.union(below.index))
+    assert not fine.note.str.contains("not an error|nothing to learn").any()
+    # one plain line per kind in the result's notes (shown under the table and in the widget)
+    lines = [n for n in same.notes if "not an error" in n or "nothing to learn" in n]
+    assert len(lines) == 2 and all(f"mmd at {layer}" in lines[0] for layer in negative.layer)
+    assert "below chance" in str(same) and "no detectable difference" in same._repr_html_()
+
+
 def test_domain_shift_explains_bad_input(tiny, tmp_path):
     images = _images("noise", 3, 32)
     quick = dict(size=32, n_boot=2, n_perm=5, progress=False, measures=["kid"], layers=["relu1_1"])

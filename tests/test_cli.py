@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -34,18 +36,168 @@ def test_demo_quick_writes_index_with_figures(tmp_path, capsys, corpus, hub_cach
     assert "random weights" not in html and "random init" not in html
 
 
-def test_lab_command_points_jupyter_at_the_notebooks(monkeypatch):
-    calls = []
+def _notebook(*sources: str, outputs: bool = False, metadata: dict | None = None) -> str:
+    """A minimal lesson notebook; with ``outputs`` it looks as if it had been run."""
+    cells = [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": src,
+              "execution_count": i + 1 if outputs else None,
+              "outputs": [{"output_type": "stream", "name": "stdout", "text": "ran\n"}] if outputs else []}
+             for i, src in enumerate(sources)]
+    return json.dumps({"cells": cells, "metadata": metadata or {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    """A fake checkout's notebooks/ with two lessons (version 1)."""
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    (folder / "00_start_here.ipynb").write_text(_notebook("print('start v1')"))
+    (folder / "03_style_transfer.ipynb").write_text(_notebook("print('transfer v1')"))
+    return folder
+
+
+@pytest.fixture
+def jupyter(monkeypatch):
+    """Records the command line artlab lab would start instead of starting JupyterLab."""
+    calls: list[list[str]] = []
     monkeypatch.setattr("subprocess.call", lambda cmd: calls.append(cmd) or 0)
-    assert main(["lab", "--", "--no-browser"]) == 0
-    cmd = calls[0]
-    assert cmd[1:4] == ["-m", "jupyter", "lab"]
-    assert f"--ServerApp.root_dir={notebooks_dir()}" in cmd and cmd[-1] == "--no-browser"
+    return calls
 
 
-def test_lab_without_notebooks_says_what_to_do(tmp_path, capsys):
-    assert main(["lab", "--dir", str(tmp_path / "missing")]) == 2
-    assert "pass --dir" in capsys.readouterr().err
+def _jupyter_head(folder: Path) -> list[str]:
+    root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    return [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folder.resolve()}", *root]
+
+
+def test_lab_passes_its_jupyter_options_on(tmp_path, shipped, jupyter):
+    work = tmp_path / "lessons"
+    assert main(["lab", "--dir", str(work), "--from", str(shipped), "--no-browser", "--port", "8898"]) == 0
+    assert jupyter == [[*_jupyter_head(work), "--no-browser", "--port=8898"]]
+    # options artlab does not know, and everything after --, go to Jupyter in order; --dir after -- is Jupyter's
+    assert main(["lab", "--from", str(shipped), "--ip", "0.0.0.0", "--ServerApp.token", "abc", "--dir", str(work),
+                 "--", "--some-jupyter-flag", "--dir", "x"]) == 0
+    assert jupyter[1] == [*_jupyter_head(work), "--ip=0.0.0.0", "--ServerApp.token", "abc",
+                          "--some-jupyter-flag", "--dir", "x"]
+
+
+def test_lab_rejects_a_bad_port_and_other_commands_keep_rejecting_unknown_options(tmp_path, shipped, jupyter,
+                                                                                  capsys):
+    with pytest.raises(SystemExit):
+        main(["lab", "--dir", str(tmp_path / "w"), "--from", str(shipped), "--port", "http"])
+    assert "'http' is not a port number" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["corpus", "--no-browser"])
+    assert "unrecognized arguments: --no-browser" in capsys.readouterr().err
+    assert jupyter == []
+
+
+def test_lab_copies_the_checkouts_lessons_into_the_home_folder(tmp_path, monkeypatch, jupyter, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shipped_lessons = sorted(notebooks_dir().glob("*.ipynb"))
+    before = {p.name: p.read_bytes() for p in shipped_lessons}
+    assert main(["lab"]) == 0
+    work = tmp_path / "artlab-lessons"
+    assert jupyter == [_jupyter_head(work)]
+    assert {p.name: p.read_bytes() for p in work.glob("*.ipynb")} == before
+    assert f"copied {len(before)} lessons into {work}" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in shipped_lessons} == before  # the checkout is untouched
+    assert "artlab-lessons" in build_parser().format_help()
+
+
+def test_lab_keeps_run_and_changed_copies_and_updates_untouched_ones(tmp_path, shipped, jupyter, capsys):
+    work = tmp_path / "lessons"
+    args = ["lab", "--dir", str(work), "--from", str(shipped)]
+    assert main(args) == 0
+    assert "copied 2 lessons" in capsys.readouterr().out
+    # the student runs lesson 03; Jupyter rewrites lesson 00's metadata on opening it (no other change)
+    ran = _notebook("print('transfer v1')", outputs=True)
+    (work / "03_style_transfer.ipynb").write_text(ran)
+    (work / "00_start_here.ipynb").write_text(_notebook("print('start v1')", metadata={"language_info": {"n": 1}}))
+    assert main(args) == 0
+    assert "artlab lab: copied" not in capsys.readouterr().out
+    assert (work / "03_style_transfer.ipynb").read_text() == ran
+    # a new artlab ships new versions of both lessons
+    (shipped / "00_start_here.ipynb").write_text(_notebook("print('start v2')"))
+    (shipped / "03_style_transfer.ipynb").write_text(_notebook("print('transfer v2')"))
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert (work / "00_start_here.ipynb").read_bytes() == (shipped / "00_start_here.ipynb").read_bytes()
+    assert "updated 00_start_here.ipynb to the new version" in out
+    assert (work / "03_style_transfer.ipynb").read_text() == ran  # never overwritten
+    assert (work / "03_style_transfer-new.ipynb").read_bytes() == (shipped / "03_style_transfer.ipynb").read_bytes()
+    line = next(x for x in out.splitlines() if "03_style_transfer-new.ipynb" in x)
+    assert "yours is kept" in line and "artlab lab --reset 03" in line
+    # offered once: deleting the offer does not bring it back until the next version
+    (work / "03_style_transfer-new.ipynb").unlink()
+    assert main(args) == 0
+    assert "03_style" not in capsys.readouterr().out and not (work / "03_style_transfer-new.ipynb").exists()
+    (shipped / "03_style_transfer.ipynb").write_text(_notebook("print('transfer v3')"))
+    assert main(args) == 0
+    assert "print('transfer v3')" in (work / "03_style_transfer-new.ipynb").read_text()
+    # the student runs the offered copy too: v4 goes to -new-2, both runs are kept
+    ran_new = _notebook("print('transfer v3')", outputs=True)
+    (work / "03_style_transfer-new.ipynb").write_text(ran_new)
+    (shipped / "03_style_transfer.ipynb").write_text(_notebook("print('transfer v4')"))
+    assert main(args) == 0
+    assert (work / "03_style_transfer-new.ipynb").read_text() == ran_new
+    assert "print('transfer v4')" in (work / "03_style_transfer-new-2.ipynb").read_text()
+    assert (work / "03_style_transfer.ipynb").read_text() == ran
+    assert len(jupyter) == 6 and all(cmd == _jupyter_head(work) for cmd in jupyter)
+
+
+def test_lab_reset_puts_the_shipped_lesson_back_and_keeps_yours(tmp_path, shipped, jupyter, capsys):
+    work = tmp_path / "lessons"
+    args = ["lab", "--dir", str(work), "--from", str(shipped)]
+    assert main(args) == 0
+    ran = _notebook("print('transfer v1')", "x = 1", outputs=True)
+    (work / "03_style_transfer.ipynb").write_text(ran)
+    (shipped / "03_style_transfer.ipynb").write_text(_notebook("print('transfer v2')"))
+    assert main(args) == 0
+    assert (work / "03_style_transfer-new.ipynb").is_file()
+    capsys.readouterr()
+    assert main([*args, "--reset", "03"]) == 0
+    assert "your copy is kept as 03_style_transfer-yours.ipynb" in capsys.readouterr().out
+    assert (work / "03_style_transfer-yours.ipynb").read_text() == ran
+    assert (work / "03_style_transfer.ipynb").read_bytes() == (shipped / "03_style_transfer.ipynb").read_bytes()
+    assert not (work / "03_style_transfer-new.ipynb").exists()  # the untouched offer is now the lesson itself
+    # a second reset of a changed copy never replaces the first kept one
+    (work / "03_style_transfer.ipynb").write_text(ran)
+    assert main([*args, "--reset", "03_style_transfer"]) == 0
+    assert (work / "03_style_transfer-yours.ipynb").read_text() == ran
+    assert (work / "03_style_transfer-yours-2.ipynb").read_text() == ran
+    assert main([*args, "--reset", "7"]) == 2
+    assert "--reset '7' names no single lesson; use a lesson number (00, 03) or all" in capsys.readouterr().err
+
+
+def test_lab_never_overwrites_a_file_it_cannot_read_or_did_not_write(tmp_path, shipped, jupyter):
+    work = tmp_path / "lessons"
+    work.mkdir()
+    (work / "00_start_here.ipynb").write_text("not a notebook")
+    (work / "03_style_transfer.ipynb").write_text(_notebook("my own lesson"))  # same name, not from artlab
+    assert main(["lab", "--dir", str(work), "--from", str(shipped)]) == 0
+    assert (work / "00_start_here.ipynb").read_text() == "not a notebook"
+    assert (work / "03_style_transfer.ipynb").read_text() == _notebook("my own lesson")
+    assert (work / "00_start_here-new.ipynb").read_bytes() == (shipped / "00_start_here.ipynb").read_bytes()
+    assert main(["lab", "--dir", str(work), "--from", str(shipped), "--reset", "all"]) == 0
+    assert (work / "00_start_here-yours.ipynb").read_text() == "not a notebook"
+    assert (work / "03_style_transfer-yours.ipynb").read_text() == _notebook("my own lesson")
+
+
+def test_lab_without_shipped_lessons_says_what_to_do(tmp_path, monkeypatch, jupyter, capsys):
+    checkout_lessons = notebooks_dir()
+    monkeypatch.setattr("artlab.lessons.shipped_dir", lambda: None)  # as in a pip-installed artlab
+    work = tmp_path / "lessons"
+    assert main(["lab", "--dir", str(work)]) == 2
+    err = capsys.readouterr().err
+    assert "ship with the source repository" in err and "--from CHECKOUT/notebooks" in err and jupyter == []
+    # copies made earlier still open, as they are
+    work.mkdir()
+    (work / "00_start_here.ipynb").write_text(_notebook("mine", outputs=True))
+    assert main(["lab", "--dir", str(work)]) == 0
+    assert "opening your copies" in capsys.readouterr().out and jupyter == [_jupyter_head(work)]
+    assert (work / "00_start_here.ipynb").read_text() == _notebook("mine", outputs=True)
+    # the shipped folder itself is never served
+    assert main(["lab", "--dir", str(checkout_lessons), "--from", str(checkout_lessons)]) == 2
+    assert "choose another --dir" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():

@@ -31,6 +31,56 @@ def test_labels_from_subfolders(tmp_path):
     assert col.ignored == [(tmp_path / "notes.txt", "not an image type artlab reads (.txt)")]
 
 
+def test_nested_folders_keep_every_level_and_any_level_can_be_the_label(tmp_path):
+    """paintings/van_gogh/x.jpg: the artist is not lost behind "paintings"; mixed depths leave levels empty."""
+    _png(tmp_path / "paintings" / "van_gogh" / "starry.png")
+    _png(tmp_path / "paintings" / "monet" / "sub" / "deep.png")
+    _png(tmp_path / "photos" / "landscapes" / "hill.png")
+    _png(tmp_path / "photos" / "loose.png")
+    _png(tmp_path / "top.png")
+    col = Collection.from_folder(tmp_path)
+    names = [p.name for p in col.paths]
+    assert names == ["deep.png", "starry.png", "hill.png", "loose.png", "top.png"]
+    levels = {n: [col[i].meta[f"folder_{k}"] for k in (1, 2, 3)] for i, n in enumerate(names)}
+    assert levels == {"deep.png": ["paintings", "monet", "sub"], "starry.png": ["paintings", "van_gogh", ""],
+                      "hill.png": ["photos", "landscapes", ""], "loose.png": ["photos", "", ""],
+                      "top.png": ["", "", ""]}
+    assert col.labels == ["paintings", "paintings", "photos", "photos", None]  # the default: the top level
+    assert Collection.from_folder(tmp_path, label_level=2).labels == ["monet", "van_gogh", "landscapes", None, None]
+    assert Collection.from_folder(tmp_path, label_level=-1).labels == ["sub", "van_gogh", "landscapes", "photos",
+                                                                        None]
+    assert Collection.from_folder(tmp_path, label_column="folder_2").labels == ["monet", "van_gogh", "landscapes",
+                                                                                 None, None]
+    frame = Collection.from_folder(tmp_path, label_level=2).to_frame()  # what the CSV exports carry
+    assert list(frame.columns) == ["path", "label", "folder_1", "folder_2", "folder_3"]
+    with pytest.raises(CollectionError, match="deepest image .* 3 folder"):
+        Collection.from_folder(tmp_path, label_level=4)
+    with pytest.raises(ValueError, match="label_level must be a folder level"):
+        Collection.from_folder(tmp_path, label_level=0)
+    with pytest.raises(ValueError, match="not both"):
+        Collection.from_folder(tmp_path, label_level=1, label_column="folder_1")
+    with pytest.raises(CollectionError, match="'artist' is not a metadata column.*folder_1, folder_2, folder_3"):
+        Collection.from_folder(tmp_path, label_column="artist")
+    flat = tmp_path / "flat"
+    _png(flat / "a.png")
+    assert Collection.from_folder(flat)[0].meta == {}
+    with pytest.raises(CollectionError, match="no subfolders"):
+        Collection.from_folder(flat, label_level=1)
+
+
+def test_a_csv_column_or_a_folder_level_labels_a_nested_folder_with_metadata(tmp_path):
+    _png(tmp_path / "paintings" / "van_gogh" / "a.png")
+    _png(tmp_path / "paintings" / "monet" / "b.png")
+    with open(tmp_path / "metadata.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["path", "artist", "year"], ["paintings/van_gogh/a.png", "Vincent", "1889"],
+                                  ["paintings/monet/b.png", "Claude", "1872"]])
+    col = Collection.from_folder(tmp_path)
+    assert col.labels == ["Claude", "Vincent"]  # the CSV's artist column, as before
+    assert col[0].meta == {"folder_1": "paintings", "folder_2": "monet", "artist": "Claude", "year": "1872"}
+    assert Collection.from_folder(tmp_path, label_level=2).labels == ["monet", "van_gogh"]
+    assert Collection.from_folder(tmp_path, label_column="year").labels == ["1872", "1889"]
+
+
 def test_unreadable_files_are_skipped_and_reported(tmp_path):
     _png(tmp_path / "ok.png")
     (tmp_path / "empty.jpg").write_bytes(b"")

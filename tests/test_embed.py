@@ -306,7 +306,8 @@ def test_metadata_problems_of_the_collection_reach_the_notes(tiny, tmp_path):
         writer.writerows([[str(p.relative_to(folder)), f"artist{i % 2}", 1900 + i] for i, p in enumerate(paths[:3])])
         writer.writerow(["a/gone.png", "ghost", 1800])  # a row without a file
     emb = _embed(folder, tiny, tmp_path)  # and paths[3] has no row
-    assert len(emb) == 4 and list(emb.meta.columns) == ["path", "label", "artist", "year"]
+    # every folder level is kept too (a/, b/: folder_1)
+    assert len(emb) == 4 and list(emb.meta.columns) == ["path", "label", "folder_1", "artist", "year"]
     assert any("1 row(s)" in n and "gone.png" in n for n in emb.notes)
     assert any("1 image(s) have no row" in n for n in emb.notes)
     assert emb.labels == ["artist0", "artist0", "artist1", None]  # a/img000, a/img002, b/img001, b/img003
@@ -322,8 +323,8 @@ def test_subset_frame_and_csv(tiny, corpus, tmp_path):
         emb.subset(np.ones(3, dtype=bool))
     xy = E.pca_2d(emb)
     frame = emb.to_frame(vectors=True, extra={"x": xy[:, 0], "y": xy[:, 1]})
-    assert list(frame.columns[:7]) == ["path", "label", "subject", "domain", "style", "x", "y"]
-    assert frame.shape == (36, 7 + 8)
+    assert list(frame.columns[:8]) == ["path", "label", "folder_1", "subject", "domain", "style", "x", "y"]
+    assert frame.shape == (36, 8 + 8)
     out = emb.save_csv(tmp_path / "out" / "emb.csv", columns=["path", "style"], extra={"x": xy[:, 0]})
     back = pd.read_csv(out)
     assert list(back.columns) == ["path", "style", "x"] + [f"f{j}" for j in range(8)]
@@ -398,21 +399,116 @@ def test_pca_and_tsne_maps(corpus_vectors):
         E.pca_2d(np.array([[0.0, np.nan], [1.0, 2.0]]))
 
 
+# --------------------------------------------------------------------------- the layout cache
+
+
+def test_layouts_are_cached_on_disk_by_vectors_and_settings(tmp_path, monkeypatch):
+    from artlab.embed import maps as M
+
+    fits = []
+
+    def fake_map_points(method, data, dims=2, seed=0, **kw):  # a "fit" we can count, deterministic per seed
+        fits.append((method, seed))
+        return np.random.default_rng(seed).normal(size=(len(M.as_matrix(data)), dims)).astype(np.float32)
+
+    monkeypatch.setattr(M, "map_points", fake_map_points)
+    monkeypatch.setattr(M, "compile_umap", lambda: False)
+    vectors = np.random.default_rng(1).uniform(size=(30, 8))
+    first = M.Layouts(vectors, seed=3, cache=tmp_path / "layouts").compute("umap")
+    assert fits == [("umap", 3)] and len(list((tmp_path / "layouts").glob("*.npy"))) == 1
+    again = M.Layouts(vectors, seed=3, cache=tmp_path / "layouts")  # a relaunch: read, not fitted
+    assert again.from_cache("umap") and fits == [("umap", 3)]
+    np.testing.assert_array_equal(again["umap"], first)
+    assert not again.from_cache("tsne") and not again.from_cache("pca")  # PCA is never cached: it is instant
+    # other vectors, another seed, other parameters, another dimension: another layout
+    for layouts in (M.Layouts(vectors + 1e-3, seed=3, cache=tmp_path / "layouts"),
+                    M.Layouts(vectors, seed=4, cache=tmp_path / "layouts"),
+                    M.Layouts(vectors, seed=3, cache=tmp_path / "layouts", n_neighbors=5),
+                    M.Layouts(vectors, dims=3, seed=3, cache=tmp_path / "layouts")):
+        assert not layouts.from_cache("umap")
+    # a damaged or wrong-shaped file is a miss (and removed), never an error
+    cache = M.LayoutCache(tmp_path / "layouts")
+    key = cache.key(vectors, "umap", 2, 3, {})
+    (tmp_path / "layouts" / f"{key}.npy").write_bytes(b"not numpy")
+    assert cache.get(key, (30, 2)) is None and not (tmp_path / "layouts" / f"{key}.npy").exists()
+    cache.put(key, np.zeros((29, 2)))
+    assert cache.get(key, (30, 2)) is None
+    with pytest.raises(ValueError, match="keep"):
+        M.LayoutCache(tmp_path, keep=0)
+
+
+def test_the_layout_cache_keeps_the_most_recently_used_few(tmp_path):
+    from artlab.embed import maps as M
+
+    cache = M.LayoutCache(tmp_path, keep=3)
+    keys = [f"{i:064x}" for i in range(5)]
+    for i, key in enumerate(keys):
+        cache.put(key, np.full((4, 2), i, dtype=float))
+        os.utime(tmp_path / f"{key}.npy", (1000 + i, 1000 + i))  # written one after the other
+        if i == 2:
+            assert cache.get(keys[0], (4, 2)) is not None  # used again: now the most recent
+    kept = {p.stem for p in tmp_path.glob("*.npy")}
+    assert len(kept) == 3 and keys[4] in kept and keys[3] in kept
+
+
+def test_two_processes_writing_one_layout_leave_a_whole_file_and_a_relaunch_never_imports_umap(tmp_path):
+    """Writers in two processes at once (same key): every read sees the whole layout or nothing. Then a
+    fresh process reads it as a map opening on cached embeddings does: umap is never imported."""
+    from artlab.embed import maps as M
+
+    vectors = np.random.default_rng(0).uniform(size=(500, 16)).astype(np.float32)
+    np.save(tmp_path / "vectors.npy", vectors)
+    key = M.LayoutCache.key(vectors, "umap", 2, 0, {})
+    writer = textwrap.dedent(f"""
+        import numpy as np
+        from artlab.embed.maps import LayoutCache
+        cache = LayoutCache({str(tmp_path / "layouts")!r})
+        coords = np.arange(1000, dtype=float).reshape(500, 2)
+        for _ in range(40):
+            cache.put({key!r}, coords)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", writer]) for _ in range(2)]
+    cache, seen = M.LayoutCache(tmp_path / "layouts"), 0
+    while any(p.poll() is None for p in procs):
+        got = cache.get(key, (500, 2))
+        if got is not None:
+            seen += 1
+            np.testing.assert_array_equal(got, np.arange(1000).reshape(500, 2))
+    assert [p.wait() for p in procs] == [0, 0]
+    assert cache.get(key, (500, 2)) is not None and not list((tmp_path / "layouts").glob(".*.tmp"))
+    reader = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from artlab.embed.maps import Layouts
+        layouts = Layouts(np.load({str(tmp_path / "vectors.npy")!r}), cache={str(tmp_path / "layouts")!r})
+        assert layouts.from_cache("umap") and layouts.compute("umap").shape == (500, 2)
+        assert "umap" not in sys.modules and "numba" not in sys.modules, "umap was imported"
+    """)
+    done = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+
 # --------------------------------------------------------------------------- neighbours
 
 
 def test_nearest_neighbours_by_index_path_image_and_vector(tiny, corpus, tmp_path):
     emb = _embed(corpus, tiny, tmp_path, layer="relu3_1")
     table = E.nearest(emb, 0, k=5)
-    assert list(table.columns[:5]) == ["rank", "index", "path", "similarity", "label"]
+    assert list(table.columns[:6]) == ["rank", "index", "path", "similarity", "closer_than", "label"]
     assert list(table["rank"]) == [1, 2, 3, 4, 5] and 0 not in set(table["index"])
-    unit = emb.vectors / np.linalg.norm(emb.vectors, axis=1, keepdims=True)
+    centred = emb.vectors - emb.vectors.mean(axis=0)
+    unit = centred / np.linalg.norm(centred, axis=1, keepdims=True)
     sims = unit @ unit[0]
     expected = [i for i in np.argsort(-sims, kind="stable") if i != 0][:5]
     assert list(table["index"]) == expected
     np.testing.assert_allclose(table["similarity"], sims[expected], atol=1e-6)
     assert table["path"].tolist() == [emb.paths[i] for i in expected]
     pd.testing.assert_frame_equal(E.nearest(emb, emb.paths[0], k=5), table)
+    # closer than k of the 34 other images (35 minus the query, minus the neighbour itself)
+    assert list(table["closer_than"]) == pytest.approx([100 * (34 - r) / 34 for r in range(5)])
+    raw = E.nearest(emb, 0, k=5, centre=False)
+    plain = emb.vectors / np.linalg.norm(emb.vectors, axis=1, keepdims=True)
+    np.testing.assert_allclose(raw["similarity"], (plain @ plain[0])[raw["index"]], atol=1e-6)
     by_vector = E.nearest(emb, emb.vectors[0], k=4)  # a vector query is not an embedded image: 0 comes first
     assert list(by_vector["index"]) == [0, *expected[:3]] and by_vector["similarity"][0] == pytest.approx(1.0)
 
@@ -432,6 +528,25 @@ def test_nearest_neighbours_by_index_path_image_and_vector(tiny, corpus, tmp_pat
     with pytest.raises(IndexError):
         E.nearest(emb, 36)
     assert len(E.nearest(emb, 3, k=100)) == 35
+
+
+def test_centred_scores_spread_where_raw_cosines_of_positive_features_all_sit_near_one():
+    """Pooled ReLU features are all positive: any two images have a raw cosine near 1, so raw scores cannot
+    tell a neighbour from a stranger. Centred on the collection's mean they spread, and the order keeps
+    the planted neighbours first."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(1.0, 2.0, size=64)  # what every image shares (a positive offset)
+    vectors = base + 0.15 * rng.standard_normal((200, 64))
+    vectors[1] = vectors[0] + 0.02 * rng.standard_normal(64)  # image 1 is a near-copy of image 0
+    emb = _synthetic(np.abs(vectors), ["x"] * 200)
+    raw = E.nearest(emb, 0, k=199, centre=False)["similarity"]
+    assert raw.min() > 0.97  # the symptom: every image "0.99 similar"
+    table = E.nearest(emb, 0, k=199)
+    centred = table["similarity"]
+    assert centred.iloc[0] > 0.95 and table["index"].iloc[0] == 1  # the near-copy stays first, clearly apart
+    assert centred.iloc[1:].max() < 0.5 and centred.min() < -0.2  # strangers spread around 0
+    assert table["closer_than"].iloc[0] == 100 and table["closer_than"].iloc[-1] == 0
+    assert (np.diff(table["closer_than"]) <= 0).all()
 
 
 # --------------------------------------------------------------------------- linear probe

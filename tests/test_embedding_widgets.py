@@ -194,7 +194,7 @@ def test_umap_opens_on_pca_and_switches_when_ready(monkeypatch, corpus, corpus_e
     monkeypatch.setattr(maps, "map_points", project)
     m = embedding_map.EmbeddingMap(corpus, corpus_emb)  # method="umap", no coords
     points = m.figure.data[0]
-    assert m.shown_method == "pca" and "compiling, ~17 s" in m.status.value
+    assert m.shown_method == "pca" and "compiles for ~17 s" in m.status.value
     np.testing.assert_allclose(np.c_[points.x, points.y], real_project("pca", corpus_emb), rtol=1e-5, atol=1e-6)
     assert "until UMAP is ready" in m.figure.layout.title.text
     release.set()
@@ -206,7 +206,68 @@ def test_umap_opens_on_pca_and_switches_when_ready(monkeypatch, corpus, corpus_e
     # once compiled in this kernel, the next map does not warm up again
     calls.clear()
     m2 = embedding_map.EmbeddingMap(corpus, corpus_emb, thumbnails=m.thumbs)
-    assert m2.wait(30) and calls == ["pca", "umap"] and "compiling" not in m2.status.value
+    assert m2.wait(30) and calls == ["pca", "umap"] and "compiles" not in m2.status.value
+
+
+def test_a_cached_layout_opens_at_once_without_fitting(monkeypatch, corpus, corpus_emb, emap, tmp_path):
+    """What a relaunch of the curator app does: the UMAP layout of the same vectors is read from the layout
+    cache, shown at once (no PCA first, no status about waiting), and umap is neither compiled nor fitted."""
+    from artlab.widgets import embedding_map
+
+    fits, fake = [], np.random.default_rng(5).normal(size=(len(corpus_emb), 2))
+    monkeypatch.setattr(maps, "compile_umap", lambda: fits.append("compile") or False)
+    monkeypatch.setattr(maps, "map_points", lambda method, *a, **k: fits.append(method) or fake)
+    first = embedding_map.EmbeddingMap(corpus, corpus_emb, thumbnails=emap.thumbs, layout_cache=tmp_path)
+    assert first.wait(30) and first.shown_method == "umap" and fits == ["pca", "compile", "umap"]
+    fits.clear()
+    again = embedding_map.EmbeddingMap(corpus, corpus_emb, thumbnails=emap.thumbs, layout_cache=tmp_path)
+    assert again.shown_method == "umap" and fits == [] and not again._pending
+    np.testing.assert_allclose(np.c_[again.figure.data[0].x, again.figure.data[0].y], fake, rtol=1e-6)
+    assert "until" not in again.figure.layout.title.text and "UMAP" not in again.status.value
+    other_seed = embedding_map.EmbeddingMap(corpus, corpus_emb, thumbnails=emap.thumbs, layout_cache=tmp_path,
+                                            seed=1)
+    assert other_seed.wait(30) and fits == ["pca", "compile", "umap"]  # another map: fitted, not read
+
+
+def test_words_for_curators_levels_to_colour_by_and_neighbour_scores(emap, corpus_emb):
+    """The main view speaks plainly: no layer or pooling in the title, a layout menu in words, folder levels
+    named as such, and neighbours scored by the share of the collection they are closer than."""
+    title = emap.figure.layout.title.text
+    assert corpus_emb.layer not in title and corpus_emb.pooling not in title
+    assert ("by similarity (UMAP)", "umap") in emap.method.options
+    assert ("folder level 1", "folder_1") in emap.color.options  # the sample corpus's style folders
+    page = " ".join(getattr(w, "value", "") for w in emap.children if isinstance(getattr(w, "value", None), str))
+    assert "cosine" not in page and "embedding space" not in page and "Most alike" in page
+    _event(emap.figure, "click", [5])
+    grid = emap.neighbour_grid.value
+    want = E.nearest(corpus_emb, 5, k=emap.k_slider.value)
+    assert f"#1 · closer than {want['closer_than'].iloc[0]:.0f}% of the others" in grid
+    assert "closer than 100% of the others" in grid  # the nearest is closer than every other image
+
+
+def test_an_empty_folder_level_is_coloured_as_none_not_as_a_blank_name():
+    emb = _synthetic(6)
+    emb.meta["folder_2"] = ["van_gogh", "van_gogh", "monet", "", "", None]  # files at another depth: ""
+    colouring = browse.MapTable(emb).colouring("folder_2")
+    assert dict(zip(colouring.names, colouring.sizes)) == {"(none)": 3, "van_gogh": 2, "monet": 1}
+
+
+def test_the_hovered_slot_never_shows_an_empty_image():
+    """An empty ipywidgets Image is a broken-image icon in the browser: the slot shows a neutral box until a
+    picture is there, and again when a hovered image has no preview."""
+    from artlab.widgets import EmbeddingMap
+
+    emb = _synthetic(30)  # paths that do not exist: no preview can be made
+    m = EmbeddingMap(None, emb, method="pca")
+    assert m.preview.layout.display == "none" and m.preview_placeholder.layout.display != "none"
+    assert m.wait(30)
+    _event(m.figure, "hover", [3])
+    assert m.preview.layout.display == "none" and m.preview_placeholder.layout.display != "none"
+    assert "preview unavailable" in m.preview_caption.value
+    m.thumbs.get = lambda i: b"\xff\xd8jpeg"  # now a picture is there
+    _event(m.figure, "hover", [4])
+    assert m.preview.layout.display != "none" and m.preview_placeholder.layout.display == "none"
+    assert bytes(m.preview.value) == b"\xff\xd8jpeg"
 
 
 def test_twenty_thousand_points_no_per_point_work_on_hover(monkeypatch):
@@ -365,6 +426,39 @@ def test_row_percent_scale(view, probe):
     assert view.heatmap.data[0].text[0][0].endswith("%") and "row %" in view.heatmap.layout.title.text
     view.scale.value = "counts"
     np.testing.assert_array_equal(np.asarray(view.heatmap.data[0].z), probe.confusion)
+
+
+def test_classifier_report_is_a_readable_table(view, probe):
+    """Issue 15: pandas' to_html packed the report's cells edge to edge. Every cell is padded and kept on one
+    line, numbers right-aligned, class names left-aligned; support is a count; the accuracy row shows the
+    accuracy once (under f1-score, as scikit-learn's text report does) and the number of images."""
+    import re
+
+    from artlab.widgets.classifier_view import report_table_html
+
+    table = view.report.value[view.report.value.index("<table"):]
+    cells = re.findall(r"<t([dh]) style=\"([^\"]*)\">([^<]*)</t[dh]>", table)
+    assert cells and all("padding:3px 10px" in style and "white-space:nowrap" in style for _, style, _ in cells)
+    numbers = [(style, text) for kind, style, text in cells if kind == "d" and text]
+    assert numbers and all("text-align:right" in style and re.fullmatch(r"\d+(\.\d\d)?", text)
+                           for style, text in numbers)
+    names = [text for kind, style, text in cells if kind == "h" and "text-align:left" in style]
+    assert names[: len(probe.classes)] == probe.classes
+    n = int(probe.report["support"].max())
+    row = re.search(r"<th[^>]*>accuracy</th>((?:<td[^>]*>[^<]*</td>)+)", table).group(1)
+    assert re.findall(r">([^<]*)</td>", row) == ["", "", f"{probe.accuracy:.2f}", str(n)]
+    assert "border-top" in table.split(">accuracy<")[0].rsplit("<tr", 1)[1], "a rule above the averages"
+    odd = report_table_html(pd.DataFrame({"precision": [0.5], "support": [3.0]}, index=["<b>x</b>"]))
+    assert "&lt;b&gt;x&lt;/b&gt;" in odd and ">3<" in odd
+
+
+def test_confusion_plot_has_a_width_of_its_own(view, probe):
+    """Sized by the page, the plot was drawn wider than its box beside the report and lost its last column;
+    now it has a width for its classes, and a narrow page wraps the report under it."""
+    k = len(probe.classes)
+    assert view.heatmap.layout.width >= 60 * k + 190 - 1
+    row = next(w for w in view.children if getattr(w, "children", None) and view.report in w.children)
+    assert row.layout.flex_flow == "row wrap" and row.children[0].layout.flex == "0 0 auto"
 
 
 def test_classifier_view_rejects_mismatched_inputs(probe, corpus_emb):

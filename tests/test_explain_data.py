@@ -184,6 +184,19 @@ def test_domain_means_and_ranking_on_corpus(lite_twin, corpus):
     assert len(top) == 4 and all(e.domain == "photo" and e.path is not None for e in top)
 
 
+def test_a_folder_collection_without_a_domain_column_uses_its_labels(tiny, tmp_path):
+    from artlab.data import Collection
+
+    for i, image in enumerate(_collection()):
+        save_image(image[None], tmp_path / ("paintings" if i % 2 else "photos") / f"{i:02d}.png")
+    both = Collection.from_folder(tmp_path)
+    index = channel_index(tiny, both, "relu2_1", size=SIZE)
+    assert index.domains == both.labels and set(index.domains) == {"paintings", "photos"}
+    ranked = index.rank_channels_by_domain("paintings", "photos")
+    assert len(ranked) == index.channels and set(ranked["prefers"]) <= {"paintings", "photos", "neither"}
+    assert [e.domain for e in index.top_examples(0, k=2, domain="photos")] == ["photos", "photos"]
+
+
 def test_bad_inputs_are_clear(tiny, tmp_path):
     images = _collection()
     with pytest.raises(ValueError, match="no layer"):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 
 from artlab import explore
@@ -294,12 +295,13 @@ def test_curator_app_shows_progress_then_the_map(folder, tmp_path):
     app.compute()
     assert app.stage == "embedding" and len(app.embeddings) == 12
     assert events == [("progress", 4), ("progress", 8), ("progress", 12)]
-    assert app.embeddings.n_computed == 12 and "12 computed" in app.status.value
+    assert app.embeddings.n_computed == 12 and "12 pictures: all looked at now" in app.status.value
+    assert "12 computed" in app.details_html.value and "relu4_2" in app.details_html.value
     assert app.progress.layout.display != "none"
 
     app.show_map()
-    assert app.stage == "ready" and events[-1] == ("map", 1)
-    assert isinstance(app.map, EmbeddingMap) and app.body.children == (app.map,)
+    assert app.stage == "ready" and events[-1] == ("map", 2)  # how to read it, and the map
+    assert isinstance(app.map, EmbeddingMap) and app.body.children == (app.how_to_read, app.map)
     assert app.map.n == 12 and app.map.csv_file.value == str(tmp_path / "sel.csv")
     assert app.progress.layout.display == "none"
     app.map.select([0, 1, 2])  # what a box selection does
@@ -310,7 +312,107 @@ def test_curator_app_shows_progress_then_the_map(folder, tmp_path):
     again.load()
     again.compute()
     assert (again.embeddings.n_computed, again.embeddings.n_cached) == (0, 12)
+    assert "all remembered from an earlier launch" in again.status.value
     np.testing.assert_array_equal(again.embeddings.vectors, app.embeddings.vectors)
+
+
+def test_curator_app_speaks_plainly_and_keeps_the_technical_details_behind_a_disclosure(folder, tmp_path):
+    import ipywidgets as W
+
+    from artlab.widgets.curator_app import CuratorApp
+
+    app = CuratorApp(folder, model="tiny_vgg", size=64, cache_dir=tmp_path / "cache", csv_path=tmp_path / "s.csv",
+                     map_options=PCA, start=False, warm_up=False)
+    app.run()
+    assert app.stage == "ready" and app.body.children == (app.how_to_read, app.map)
+    assert "How to read this map" in app.how_to_read.value and "Each dot is one picture" in app.how_to_read.value
+
+    def main_view(widget) -> str:  # every text shown outside the Details disclosure
+        if widget is app.details or not isinstance(widget, W.DOMWidget) or widget is app.map.figure:
+            return ""
+        own = widget.value if isinstance(getattr(widget, "value", None), str) else ""
+        layout = getattr(widget, "layout", None)
+        if isinstance(layout, W.Layout) and layout.display == "none":
+            return ""
+        return own + " ".join(main_view(c) for c in getattr(widget, "children", ()))
+
+    shown = main_view(app) + app.map.figure.layout.title.text
+    for technical in ("relu4_2", "mean pooling", " · mean", "cosine", "embedding space", str(tmp_path / "cache"),
+                      "hub", ".pth"):
+        assert technical not in shown, technical
+    details = app.details_html.value
+    assert app.details.selected_index is None  # closed until the curator opens it
+    for technical in ("relu4_2", "mean pooling", "64 px", str(tmp_path / "cache"), "tiny_vgg"):
+        assert technical in details, technical
+
+
+def test_a_relaunch_opens_on_the_cached_layout_without_fitting_umap(folder, tmp_path, monkeypatch):
+    """The second launch on a folder reads the embeddings and the UMAP layout from the cache: the map opens in
+    its final layout at once, and no warm-up or fit is started (the first launch's fit is a stand-in here)."""
+    from artlab.embed import maps
+    from artlab.widgets.curator_app import CuratorApp
+
+    calls = []
+    fake = np.random.default_rng(0).normal(size=(12, 2))
+    monkeypatch.setattr(maps, "warm_up_umap", lambda **kw: calls.append("warm-up"))
+    monkeypatch.setattr(maps, "compile_umap", lambda: calls.append("compile") or False)
+    monkeypatch.setattr(maps, "map_points", lambda method, *a, **k: calls.append(method) or fake)
+    kw = {"model": "tiny_vgg", "size": 64, "batch_size": 4, "cache_dir": tmp_path / "cache",
+          "csv_path": tmp_path / "s.csv"}
+    first = CuratorApp(folder, start=False, **kw)
+    first.run()
+    assert first.map.wait(30) and first.map.shown_method == "umap"
+    assert calls[:1] == ["warm-up"] and calls[-3:] == ["pca", "compile", "umap"]  # warm-up while embedding
+    assert len(list((tmp_path / "cache" / "layouts").glob("*.npy"))) == 1  # kept next to the embeddings
+    calls.clear()
+    again = CuratorApp(folder, start=False, **kw)
+    again.run()
+    assert again.stage == "ready" and again.map.shown_method == "umap" and calls == []
+    np.testing.assert_allclose(again.map.coords, fake, rtol=1e-6)
+    assert "UMAP layout read from" in again.details_html.value
+
+
+def test_label_chooses_the_folder_level_or_column_the_map_is_coloured_by(tmp_path, corpus, monkeypatch):
+    """paintings/<artist>/x.png and photos/<place>/y.png: --label 2 colours by artist; every level is offered."""
+    from artlab.widgets.curator_app import CuratorApp
+
+    root = tmp_path / "nested"
+    for k, item in enumerate([i for i in corpus.items if i.label in ("photo", "brush")][:8]):
+        sub = ("paintings", f"artist{k % 2}") if item.label == "brush" else ("photos", f"place{k % 2}")
+        (root / sub[0] / sub[1]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(item.path, root / sub[0] / sub[1] / item.path.name)
+    calls = []
+    monkeypatch.setattr(explore, "serve", lambda options, **kw: calls.append(options) or 0)
+    monkeypatch.chdir(tmp_path)
+    assert main(["explore", str(root), "--no-browser", "--model", "tiny_vgg", "--weights", "random",
+                 "--label", "2"]) == 0
+    options, = calls
+    assert options.label == "2" and options.app_kwargs()["label"] == "2"
+    app = CuratorApp(start=False, warm_up=False, map_options=PCA, cache_dir=tmp_path / "cache",
+                     **{k: v for k, v in options.app_kwargs().items() if k not in ("cache_dir",)})
+    app.run()
+    m = app.map
+    assert sorted(set(m.meta["label"])) == ["artist0", "artist1", "place0", "place1"]
+    assert ("folder level 1", "folder_1") in m.color.options and ("folder level 2", "folder_2") in m.color.options
+    assert m.figure.layout.legend.title.text == "label"
+    m.color.value = "folder_1"
+    assert m.figure.layout.legend.title.text == "folder level 1"
+    assert sorted(t.name.split(" (")[0] for t in m.figure.data[3:] if t.visible) == ["paintings", "photos"]
+    m.select(range(8))
+    saved = pd.read_csv(m.export_csv(tmp_path / "s.csv"))
+    assert {"label", "folder_1", "folder_2"} <= set(saved.columns)
+
+
+@pytest.mark.parametrize(("label", "expected"), [("4", "deepest image .* 2 folder"), ("0", "label_level must be"),
+                                                 ("artist", "'artist' is not a metadata column")])
+def test_a_label_the_folder_does_not_have_is_refused_before_any_server(tmp_path, corpus, capsys, no_server, label,
+                                                                       expected):
+    root = tmp_path / "nested"
+    for item in corpus.items[:3]:
+        (root / "a" / item.label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(item.path, root / "a" / item.label / item.path.name)
+    assert main(["explore", str(root), "--label", label]) == 2
+    assert re.search(expected, capsys.readouterr().err)
 
 
 def test_curator_app_runs_in_a_thread(folder, tmp_path):
@@ -319,7 +421,7 @@ def test_curator_app_runs_in_a_thread(folder, tmp_path):
     app = CuratorApp(folder, model="tiny_vgg", size=64, cache_dir=tmp_path / "cache", map_options=PCA,
                      warm_up=False)
     app.join(timeout=240)
-    assert app.error is None and app.stage == "ready" and app.body.children == (app.map,)
+    assert app.error is None and app.stage == "ready" and app.map in app.body.children
 
 
 def test_curator_app_cancel_keeps_what_was_computed(folder, tmp_path):

@@ -536,3 +536,35 @@ def test_texture_synthesis_uses_the_networks_defaults():
     assert d.weights == style_distance(target, target.flip(-1) * 0.5, model=lite).weights
     assert math.isclose(sum(d.weights.values()), 1.0) and d.weights["stem"] > 10 * d.weights["stage2"]
     assert set(style_distance(a, b, layer_weights=dict.fromkeys(d.layers, 1.0)).weights.values()) == {1.0}
+
+
+# --------------------------------------------------------------------------- progress and the saved texture's label
+
+
+def test_texture_from_shows_a_bar_only_when_asked(model, capsys):
+    img = texture(32, 0)
+    quiet = texture_from(model, img, steps=3, optimizer="adam", seed=1, progress=False)
+    assert capsys.readouterr() == ("", "")
+    shown = texture_from(model, img, steps=3, optimizer="adam", seed=1, progress=True)
+    err = capsys.readouterr().err
+    assert "texture synthesis" in err and "3/3" in err and "loss=" in err
+    assert torch.equal(quiet, shown)
+
+
+def test_a_resumed_synthesis_finishes_its_bar_and_saves_its_label(model, capsys, tmp_path):
+    import json
+
+    from PIL import Image
+
+    synthesis = synthesize_texture(model, texture(32, 0), steps=4, optimizer="adam", seed=0)
+    with pytest.raises(ValueError, match="nothing to save yet"):
+        synthesis.save(tmp_path / "early.png")
+    next(synthesis)
+    best = synthesis.result(progress=True)
+    err = capsys.readouterr().err
+    assert "1/4" in err and "4/4" in err and " 0/4" not in err  # the bar starts where the iteration stopped
+    assert synthesis.steps_done == 4 and torch.equal(best, synthesis.best_image)
+    with Image.open(synthesis.save(tmp_path / "texture.png")) as image:
+        assert image.text["artlab:model"] == model.label and image.text["artlab:kind"] == "texture"
+        settings = json.loads(image.text["artlab:settings"])
+    assert settings["steps"] == 4 and settings["size"] == [32, 32] and settings["layers"] == STYLE

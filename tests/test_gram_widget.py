@@ -76,7 +76,7 @@ def test_synthesis_previews_and_keeps_the_best(inspector):
     inspector.steps.value = 10
     inspector.start_synthesis(block=True)
     assert "done" in inspector.status.value and "step 10/10" in inspector.status.value
-    assert bytes(inspector.preview.value).startswith(b"\x89PNG")
+    assert inspector.preview.filled and bytes(inspector.preview.value).startswith(b"\x89PNG")
     assert inspector.best_texture.shape == (1, 3, 48, 48)
     assert len(inspector.losses) == 10 and min(inspector.losses) < 0.5 * inspector.losses[0]
     assert not inspector.run_button.disabled and inspector.stop_button.disabled
@@ -95,3 +95,26 @@ def test_stop_ends_a_background_synthesis_early(inspector):
     assert not inspector.worker.running
     assert "stopped" in inspector.status.value and "/500" in inspector.status.value
     assert inspector.best_texture is not None and not inspector.run_button.disabled
+
+
+def test_layout_polish(inspector):
+    """Issue 15's screenshots: the run button read "Synthesise tex…" (ipywidgets' 148 px default); A's and
+    B's colour bar lay over the difference map; the texture slot showed a broken-image icon until a run."""
+    from artlab.widgets import GramInspector
+    from artlab.widgets.kit import EMPTY_CLASS
+
+    button = inspector.run_button.layout
+    assert button.width == "auto" and button.min_width == "max-content"
+    layout = inspector.heatmaps.layout
+    bar_x, thickness = layout.coloraxis.colorbar.x, layout.coloraxis.colorbar.thickness
+    width = layout.width or 800  # at the narrowest page it is drawn in, the bar and its labels fit the gutter
+    labels_px = 45
+    assert layout.xaxis2.domain[1] < bar_x
+    assert bar_x + (thickness + labels_px) / width < layout.xaxis3.domain[0], "A/B colour bar over A − B"
+    assert inspector.bars.layout.yaxis.exponentformat == "power", "10⁻⁶, not plotly's SI \"1µ\", on the log axis"
+
+    g = torch.Generator().manual_seed(3)
+    fresh = GramInspector(backbone("tiny_vgg", weights=None), torch.rand(1, 3, 32, 32, generator=g),
+                          torch.rand(1, 3, 32, 32, generator=g), block=4)
+    assert not fresh.preview.filled and EMPTY_CLASS in fresh.preview._dom_classes
+    assert fresh.preview.layout.display is None, "a slot of fixed width shows its grey placeholder"

@@ -758,3 +758,95 @@ def test_real_files_batch():
     paths = _shared_files("paintings", 3) + _shared_files("photos", 2)
     batch = load_images(paths, 64)
     assert_image(batch, 64, 64, batch=len(paths))
+
+
+# --------------------------------------------------------------------------- metadata: which network made a picture
+
+
+def test_saved_png_and_jpeg_carry_the_metadata_for_any_reader(tmp_path):
+    import json
+
+    from artlab.images import read_image_metadata, result_metadata
+
+    image = torch.rand(1, 3, 20, 30, generator=torch.Generator().manual_seed(0))
+    meta = result_metadata("efficientnet_lite0 · ImageNet", kind="style transfer",
+                           settings={"size": 256, "steps": 60, "style_weight": 1e4})
+    assert meta["artlab:model"] == "efficientnet_lite0 · ImageNet" and meta["Software"].startswith("artlab 0.")
+    assert json.loads(meta["artlab:settings"]) == {"size": 256, "steps": 60, "style_weight": 1e4}
+    png = save_image(image, tmp_path / "result.png", metadata=meta)
+    with Image.open(png) as opened:  # PIL alone, as any viewer would
+        assert opened.text == meta
+    jpg = save_image(image, tmp_path / "result.jpg", metadata=meta)
+    with Image.open(jpg) as opened:
+        exif = opened.getexif()
+        assert exif[0x010E] == "efficientnet_lite0 - ImageNet"  # ImageDescription: ASCII only
+        assert exif[0x0131] == meta["Software"]
+        comment = exif.get_ifd(0x8769)[0x9286]
+        assert comment.startswith(b"ASCII\0\0\0") and json.loads(comment[8:]) == meta
+    webp = save_image(image, tmp_path / "result.webp", metadata=meta)
+    for path in (png, jpg, webp):
+        assert read_image_metadata(path) == meta
+    # the pixels are what they were without metadata
+    plain = save_image(image, tmp_path / "plain.png")
+    np.testing.assert_array_equal(load_image(plain).numpy(), load_image(png).numpy())
+    assert read_image_metadata(plain) == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.png", "result.jpg", "result.png", "result.webp"]
+
+
+def test_metadata_beyond_latin1_survives_in_png_and_jpeg(tmp_path):
+    from artlab.images import read_image_metadata
+
+    meta = {"artlab:model": "東京 net · 3×3 → ok", "note": "ünïcødé"}
+    image = torch.rand(1, 3, 8, 8)
+    for name in ("u.png", "u.jpg"):
+        assert read_image_metadata(save_image(image, tmp_path / name, metadata=meta)) == meta
+
+
+def test_bad_metadata_is_refused_before_anything_is_written(tmp_path):
+    from artlab.images import result_metadata
+
+    image = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"\.bmp \(BMP\) files cannot carry.*save as \.png"):
+        save_image(image, tmp_path / "sub" / "x.bmp", metadata={"artlab:model": "m"})
+    with pytest.raises(TypeError, match=r"metadata\['steps'\] must be text.*str\(\)"):
+        save_image(image, tmp_path / "sub" / "x.png", metadata={"steps": 3})
+    with pytest.raises(ValueError, match="1-79 printable Latin-1"):
+        save_image(image, tmp_path / "sub" / "x.png", metadata={"": "empty name"})
+    with pytest.raises(ValueError, match="1-79 printable Latin-1"):
+        save_image(image, tmp_path / "sub" / "x.png", metadata={"k" * 80: "too long"})
+    with pytest.raises(ValueError, match="1-79 printable Latin-1"):
+        save_image(image, tmp_path / "sub" / "x.png", metadata={"line\nbreak": "v"})
+    with pytest.raises(TypeError, match="dict of"):
+        save_image(image, tmp_path / "sub" / "x.png", metadata=["artlab:model"])
+    with pytest.raises(ValueError, match="does not fit"):
+        save_image(image, tmp_path / "sub" / "x.jpg", metadata={"big": "x" * 70_000})
+    with pytest.raises(ValueError, match="model.label"):
+        result_metadata("", kind="texture")
+    assert not (tmp_path / "sub").exists()
+
+
+def test_reading_metadata_of_what_is_not_an_image_says_so(tmp_path):
+    from artlab.images import read_image_metadata
+
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(ImageLoadError, match="not a recognised image format"):
+        read_image_metadata(tmp_path / "notes.png")
+    with pytest.raises(ImageLoadError, match="no such file"):
+        read_image_metadata(tmp_path / "missing.png")
+    bmp = save_image(torch.rand(1, 3, 8, 8), tmp_path / "plain.bmp")
+    assert read_image_metadata(bmp) == {}
+
+
+def test_a_latent_walks_png_contact_sheet_carries_the_generator_label(tmp_path):
+    from artlab.images import read_image_metadata
+    from artlab.stylegan import collect, save_walk, tiny_generator, walk_z
+
+    G = tiny_generator()
+    frames = collect(walk_z(G, seeds=[0, 1], steps_per_segment=3, loop=False))
+    sheet = save_walk(frames, tmp_path / "walk.png", label=G.label)
+    saved = read_image_metadata(sheet)
+    assert saved["artlab:model"] == G.label and saved["artlab:kind"] == "latent walk"
+    assert load_image(sheet).shape[-1] > G.img_resolution  # every frame, side by side
+    with pytest.raises(ValueError, match="keep no metadata"):
+        save_walk(frames, tmp_path / "walk.gif", label=G.label)
+    assert not (tmp_path / "walk.gif").exists()

@@ -1,29 +1,36 @@
-"""Every notebook executes headless, top to bottom, on small settings (ARTLAB_QUICK=1)."""
+"""Every notebook executes headless, top to bottom, at its default settings: what a student's Run All does.
+
+Each run's time and the time to its first picture are recorded (``record_property``) and listed at the end
+of the test session (tests/conftest.py); the lesson budget (3 min, first picture within ~20 s on a 2-core CPU)
+is reported by ``benchmarks/bench_notebooks.py``, never asserted as a timing here.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 @pytest.mark.notebook
+@pytest.mark.timeout(1200)  # a lesson is meant to take 3 min at its defaults; a busy CI machine gets room
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs_headless(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("ARTLAB_QUICK", "1")
-    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+def test_notebook_runs_headless_at_its_defaults(path, tmp_path, record_property):
+    timing = _tool("time_notebooks").time_notebook(path, quick=False, work=tmp_path, timeout=900)
+    record_property("notebook_time", timing.line())
+    assert timing.error is None, f"{path.name} fails: {timing.error}"
+    nb = timing.notebook
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-    assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the notebook shows at least one figure"
     unrendered = [o["data"]["text/plain"] for o in outputs if "data" in o and "image/png" not in o["data"]
                   and str(o["data"].get("text/plain", "")).startswith("<Figure size")]
     assert not unrendered, f"figures shown as text instead of images: {unrendered}"
+    assert not list(path.parent.glob("*.pkl")), "a lesson wrote into notebooks/"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -42,8 +49,6 @@ def test_notebooks_are_committed_without_outputs(path):
 # tools/lesson_numbers.py, and are checked here against a fresh measurement: a change to the network, the
 # corpus or the code that moves them fails a test, instead of leaving a text that describes figures that
 # no longer look like that. Each check takes a few seconds on two CPU cores.
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tool(name: str):
@@ -144,3 +149,35 @@ def test_lesson_01_numbers_on_the_shared_collection_match_a_real_run(numbers, li
 @pytest.mark.slow  # 3-6 s on two cores
 def test_lesson_04_numbers_on_the_shared_collection_match_a_real_run(numbers, lite0, shared_data):
     _check_quoted("04", numbers.shared_probe_numbers(lite0, shared_data))
+
+
+@pytest.mark.slow  # a few seconds: two style distances and the shuffle experiment at the lesson's size
+def test_lesson_02_texts_say_what_a_real_run_shows(lite0, corpus):
+    """Notebook 02's sections 2 and 4 describe their table and figure in words; the words must hold for the
+    trained network at the lesson's default size (192 px), the run a reader sees."""
+    from artlab.gram import ReceptiveFieldWarning, shuffle_experiment, style_distance
+
+    size = 192
+    nb = nbformat.read(ROOT / "notebooks" / "02_gram_matrices.ipynb", as_version=4)
+    text = " ".join(" ".join(c.source for c in nb.cells if c.cell_type == "markdown").split())
+    assert "between a quarter and two thirds of that between two unrelated photographs" in text
+    assert "grows only as the tiles get small" in text and "starts far below that of any real pair" in text
+    photo = corpus.subset(style="photo", subject="coffee").load(0, (size, size))
+    painting = corpus.subset(style="pointillism", subject="coffee").load(0, (size, size))
+    other = corpus.subset(style="photo", subject="rocket").load(0, (size, size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReceptiveFieldWarning)
+        pair = style_distance(painting, photo, model=lite0)
+        photos = style_distance(photo, other, model=lite0)
+        shuffled = shuffle_experiment(lite0, photo, tiles=[size // 2, size // 4, size // 8])
+    first, *rest = lite0.spec.style_layers
+    # section 2: the first layer's Grams (colour) barely tell the painting from its photo; later ones do
+    assert pair.per_layer[first] < 0.1 * photos.per_layer[first]
+    for layer in rest:
+        assert 0.25 <= pair.per_layer[layer] / photos.per_layer[layer] <= 2 / 3, layer
+    # section 4: style starts far below the real pairs and grows as the tiles shrink; content jumps at once
+    styles = [row["style_distance"] for row in shuffled]
+    contents = [row["content_distance"] for row in shuffled]
+    assert styles[0] < 0.1 * min(pair.total, photos.total)
+    assert styles == sorted(styles) and styles[-1] > 5 * styles[0]
+    assert contents[0] > 0.3 * max(contents)

@@ -20,7 +20,7 @@ PACKAGE = ROOT / "artlab"
 #: lower tier, never of a higher one. Names are module prefixes ("artlab.transfer" covers
 #: its package and every submodule).
 TIERS: list[tuple[str, list[str]]] = [
-    ("apps", ["artlab.cli", "artlab.demo", "artlab.explore", "artlab.widgets", "artlab.catalogue"]),
+    ("apps", ["artlab.cli", "artlab.demo", "artlab.explore", "artlab.widgets", "artlab.catalogue", "artlab.lessons"]),
     ("studies", ["artlab.activations", "artlab.gram", "artlab.transfer", "artlab.embed",
                  "artlab.predict", "artlab.stylegan", "artlab.explain"]),
     ("ground", ["artlab.figures", "artlab.optimize", "artlab.data", "artlab.paint", "artlab.models",

@@ -255,7 +255,7 @@ def test_projection_runs_live_and_keeps_the_best(G, target, tmp_path):
     np.testing.assert_allclose(curve.data[0].y, [h["lpips"] for h in view.history])
     assert min(h["lpips"] for h in view.history) < view.history[0]["lpips"]
     assert "done" in view.status.value and "15 steps" in view.status.value
-    assert view.best_image.shape == (1, 3, 32, 32) and bytes(view.recon_view.value).startswith(b"\x89PNG")
+    assert view.best_image.shape == (1, 3, 32, 32) and view.recon_view.filled and bytes(view.recon_view.value).startswith(b"\x89PNG")
     assert torch.allclose(view.best_ws, view.best_ws[:, :1].expand_as(view.best_ws)), "W: one w for every row"
     assert not view.walk_button.disabled and view.stop_button.disabled
     assert view.perceptual_label in curve.layout.title.text

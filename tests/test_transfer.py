@@ -581,3 +581,92 @@ def test_layer_weights_name_a_style_layer_by_alias_or_canonical_name(content, st
     assert run.layer_weights["stage2"] == 0.5  # keyed as the style layers are named
     with pytest.raises(ValueError, match="not a style layer"):
         stylize(content, style, lite, steps=1, size=48, layer_weights={"stage6": 0.5})
+
+
+# --------------------------------------------------------------------------- progress and the saved result's label
+
+
+def test_transfer_shows_a_bar_with_steps_and_loss_only_when_asked(model, content, style, capsys):
+    quiet = transfer(content, style, model, size=32, steps=4, optimizer="adam", progress=False, **BALANCED)
+    assert capsys.readouterr() == ("", "")
+    shown = transfer(content, style, model, size=32, steps=4, optimizer="adam", progress=True, **BALANCED)
+    err = capsys.readouterr().err
+    assert f"style transfer · {model.name}" in err and "4/4" in err and "loss=" in err
+    assert torch.equal(quiet, shown), "the bar changes nothing in the result"
+
+
+def test_transfer_is_silent_by_default_when_nobody_watches(model, content, style, capfd, monkeypatch):
+    from artlab import runs
+
+    monkeypatch.delenv(runs.PROGRESS_ENV, raising=False)
+    monkeypatch.setattr(runs, "in_kernel", lambda: False)
+    monkeypatch.setattr(runs, "stderr_is_terminal", lambda: False)
+    transfer(content, style, model, size=32, steps=2, optimizer="adam", **BALANCED)
+    assert capfd.readouterr().err == ""
+    monkeypatch.setattr(runs, "in_kernel", lambda: True)  # a notebook: on by default, off by the variable
+    monkeypatch.setenv(runs.PROGRESS_ENV, "0")
+    transfer(content, style, model, size=32, steps=2, optimizer="adam", **BALANCED)
+    assert capfd.readouterr().err == ""
+
+
+def test_a_multiscale_run_has_one_bar_over_all_its_steps(model, content, style, capsys):
+    run = stylize(content, style, model, size=64, steps=6, scales=2, quick_start=2, quick_size=24, **BALANCED)
+    assert run.total_steps == 8
+    run.result(progress=True)
+    err = capsys.readouterr().err
+    assert err.count(" 0/8 ") == 1 and "8/8" in err and "/6" not in err and "/2 " not in err
+    assert "size=48×64" in err  # the postfix says which stage is running (tqdm redraws at most 10× a second)
+
+
+def test_iterating_a_transfer_yourself_stays_silent(model, content, style, capsys, monkeypatch):
+    from artlab import runs
+
+    monkeypatch.setattr(runs, "in_kernel", lambda: True)
+    assert len(list(stylize(content, style, model, size=32, steps=3, **BALANCED))) == 3
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_saved_transfer_carries_the_network_label(model, content, style, tmp_path):
+    import json
+
+    from PIL import Image
+
+    from artlab.images import read_image_metadata
+
+    run = stylize(content, style, model, size=32, steps=2, **BALANCED)
+    with pytest.raises(ValueError, match="nothing to save yet"):
+        run.save(tmp_path / "early.png")
+    run.result(progress=False)
+    png, jpg = run.save(tmp_path / "out.png"), run.save(tmp_path / "out.jpg")
+    with Image.open(png) as image:  # read with PIL alone: any tool sees the text chunks
+        assert image.text["artlab:model"] == model.label == "tiny_vgg · random init (seed 0)"
+        assert image.text["artlab:kind"] == "style transfer" and image.text["Software"].startswith("artlab ")
+        settings = json.loads(image.text["artlab:settings"])
+    assert settings["steps"] == 2 and settings["size"] == 32 and settings["style_weight"] == BALANCED["style_weight"]
+    with Image.open(jpg) as image:  # EXIF ImageDescription, in ASCII
+        assert image.getexif()[0x010E] == "tiny_vgg - random init (seed 0)"
+    assert read_image_metadata(jpg) == read_image_metadata(png) == run.metadata
+    np_png = load_image(png)
+    assert np_png.shape == run.best_image.shape
+
+
+def test_the_labs_save_button_writes_the_network_label(model, content, style, tmp_path):
+    from artlab.images import read_image_metadata
+    from artlab.widgets import TransferLab
+
+    lab = TransferLab(content, style, model, size=32, steps=2, optimizer="adam", quick_steps=0, output_dir=tmp_path)
+    lab.start_run(block=True)
+    saved = read_image_metadata(lab.save_png())
+    assert saved["artlab:model"] == model.label and saved["artlab:kind"] == "style transfer"
+    assert '"steps":2' in saved["artlab:settings"]
+
+
+def test_frames_show_one_bar_over_every_frames_steps(model, content, style, capsys):
+    frames = torch.cat([torch.roll(content, shift, dims=-1) for shift in (0, 2, 4)])
+    settings = TransferSettings(size=32, steps=3, optimizer="adam")
+    results = list(stylize_frames(frames, style, settings, model, warm_steps=2, progress=True))
+    err = capsys.readouterr().err
+    assert [r.steps for r in results] == [3, 2, 2]
+    assert "stylize frames" in err and "7/7" in err and "frame=3/3" in err
+    list(stylize_frames(frames[:1], style, settings, model, progress=False))
+    assert capsys.readouterr().err == ""

@@ -16,7 +16,13 @@ Everything runs offline. `best_backbone()` picks the network: **VGG-19** (the ne
 style papers, with the layer names `conv1_1`, `relu3_1`, … you meet in them) when its ImageNet file is in
 your torch hub cache, otherwise **EfficientNet-Lite0**, whose ImageNet weights come with artlab (layer names
 `stem`, `stage1` … `stage7`, `head`). Both are real, trained networks. The first cell prints which one you
-have and how to get VGG-19 (`artlab weights download vgg19` in a terminal, 548 MB)."""),
+have and how to get VGG-19 (`artlab weights download vgg19` in a terminal, 548 MB).
+
+**This notebook is your copy.** `artlab lab` opens the lessons from your own folder (`~/artlab-lessons`
+unless you chose another with `--dir`), so run and change them freely: the files they save land beside
+them, and a copy you changed or ran is never overwritten when artlab brings a new version (it goes beside
+yours as `NN_name-new.ipynb`). `artlab lab --reset 00` brings back the original and keeps yours as
+`00_start_here-yours.ipynb`."""),
     code("""import os
 import torch
 from artlab.data import sample_corpus

@@ -245,9 +245,9 @@ positions), and compare the two clouds of vectors with three statistics:
 - **Linear-probe accuracy**: can a logistic regression tell the two sets apart from these features
   (cross-validated)? 0.5 means no, 1.0 means perfectly.
 
-Every number comes with `n` and a bootstrap confidence interval; the seeds are fixed, so rerunning
-gives the same table. (At the default settings this section takes a few minutes on a laptop CPU: the
-bootstrap intervals are most of it.)"""),
+Every number comes with `n` and a 95% confidence interval; the seeds are fixed, so rerunning
+gives the same table. (At the default settings this section takes under a minute on a laptop CPU;
+the progress bar shows the layers as they are done.)"""),
     code("""photo_set = corpus.subset(domain="photo")
 painting_set = corpus.subset(domain="painting")
 store = act.FeatureStore()     # pooled features are reused by every call below
@@ -267,11 +267,15 @@ Read the table before the curve:
 
 - **n and the note column.** With 6 photos and dozens to hundreds of channels, every covariance is
   singular; the Fréchet value is then shrunk and biased (the note says so). KID and MMD stay unbiased.
-- **Negative KID or MMD** is not an error: the unbiased estimators scatter around zero when the two
-  sets do not differ, and the permutation p-value is then large.
-- **A probe accuracy below 0.5** means *no signal*: cross-validation on a handful of images is
-  pessimistic when there is nothing to learn (each held-out image pulls the classifier away from its
-  own class).
+- **The Fréchet interval** is for the distance itself, not for the inflated estimate: it comes from
+  halves of each set (no image drawn twice) and is corrected for the bias. With fewer images than
+  channels it often starts at 0 and ends at the estimate: the data say "somewhere below this value".
+- **Negative KID or MMD** is not an error: an unbiased estimate of a difference that is really about 0
+  scatters around 0, so a small negative value means *no detectable difference* (and the permutation
+  p-value is then large).
+- **A probe accuracy below 0.5** means *no signal*: the probe found nothing to learn, and the
+  cross-validated accuracy of a classifier without a signal scatters around chance (on a handful of
+  images it is even pessimistic: each held-out image pulls the classifier away from its own class).
 - **The sample corpus is paired**: each painting is a painted copy of one of the six photographs,
   so subject and colour, which dominate pooled features, are shared by both sets. That hides much of
   the shift; real paintings against real photographs (section 9) differ in subject and colour too.""".format(

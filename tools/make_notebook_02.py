@@ -61,8 +61,8 @@ the two columns: how far is the pointillist coffee cup from its own photo, and h
 unrelated photographs? (Distances of different layers have different scales: compare within a layer.)
 With Lite0, at the first style layer, whose Grams record colour, the painting is almost identical to its
 photo (the dots keep the colours) while the two photos differ; from the second layer on, the dots are a
-texture of their own, and the painting's distance comes within a few times that between two unrelated
-photographs."""),
+texture of their own, and the painting's distance grows to between a quarter and two thirds of that
+between two unrelated photographs."""),
     code("""corpus = sample_corpus(progress=True)
 photo = corpus.subset(style="photo", subject="coffee").load(0, (SIZE, SIZE))
 painting = corpus.subset(style="pointillism", subject="coffee").load(0, (SIZE, SIZE))

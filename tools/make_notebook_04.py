@@ -11,8 +11,8 @@ from notebook_writer import code, main, md
 QUOTED = {
     'embed_layer': 'stage6',
     'embed_channels': 192,
-    'neighbour_styles': ['brush', 'pointillism', 'kmeans', 'woodblock', 'pointillism'],
-    'neighbour_subjects': ['coffee', 'astronaut', 'coffee', 'coffee', 'motorcycle'],
+    'neighbour_styles': ['pointillism', 'brush', 'pointillism', 'kmeans', 'woodblock'],
+    'neighbour_subjects': ['astronaut', 'coffee', 'motorcycle', 'coffee', 'coffee'],
     'photos_taken_for_kmeans': 5,
     'kmeans_taken_for_photos': 5,
     'style_probe_accuracy': 0.5536,
@@ -92,20 +92,25 @@ deep layers it leans towards grouping by subject; the nearest neighbours below s
 here."""),
     md("""## 3. Nearest neighbours
 
-`nearest` ranks every image by cosine similarity to a query: an image of the collection (by index
-or path), or a new image, which is embedded with the same model, layer and size."""),
+`nearest` ranks every image by its similarity to a query: an image of the collection (by index
+or path), or a new image, which is embedded with the same model, layer and size. The *similarity* is
+the cosine of the two vectors after subtracting the collection's average vector: pooled channel means
+are all positive, so raw cosines sit near 1 for any two images, while centred ones read 0 for "as alike
+as two images of this collection are on average". *closer_than* says what share of the collection a
+neighbour is closer than."""),
     code("""query = emb.paths.index(str(corpus.subset(style="pointillism", subject="coffee")[0].path))
 neighbours = nearest(emb, query, k=5)
-neighbours[["rank", "path", "similarity", "label", "subject"]]"""),
+neighbours[["rank", "path", "similarity", "closer_than", "label", "subject"]]"""),
     code("""row = {"query": load_image(emb.paths[query], size=96)}
 row |= {f"{r.rank}. {r.label}/{r.subject}\\n{r.similarity:.3f}": load_image(r.path, size=96)
         for r in neighbours.itertuples()}
 image_row(row, title="Nearest neighbours of the pointillist coffee", model=model)"""),
-    md("""With Lite0 the nearest neighbour is the same cup in {first} strokes. Of the five nearest, {ncups} are
+    md("""With Lite0 the nearest neighbour is the {first} in {first_style}. Of the five nearest, {ncups} are
 the coffee cup in other styles ({cups}) and {ndots} are pointillist paintings of other subjects ({dots}): at
 the `{layer}` layer the network keeps both, the cup as a subject and the dots as a texture of their own.
 Below, a mirrored copy, which is not in the collection, finds its original first.""".format(
-        first=Q["neighbour_styles"][0], ncups=len(CUPS), cups=", ".join(CUPS), ndots=len(DOTS),
+        first=Q["neighbour_subjects"][0], first_style=Q["neighbour_styles"][0], ncups=len(CUPS),
+        cups=", ".join(CUPS), ndots=len(DOTS),
         dots=" and ".join(f"the {d}" for d in DOTS), layer=Q["embed_layer"])),
     code("""mirrored = torch.flip(load_image(emb.paths[query], size=SIZE), dims=[3])   # not in the collection
 nearest(emb, mirrored, k=3, model=model)[["rank", "path", "similarity", "label"]]"""),

@@ -54,7 +54,8 @@ print("layers, shallow to deep:", layers)
 corpus = sample_corpus(progress=True)   # six photographs and 30 painted versions of them (256 px)
 painting = corpus.subset(style="brush", subject="astronaut").load(0, (SIZE, SIZE))
 photo = corpus.subset(style="photo", subject="astronaut").load(0, (SIZE, SIZE))
-pair = {"painting": painting, "photo": photo}"""),
+pair = {"painting": painting, "photo": photo}
+image_row(pair, title="The painting and its photo")"""),
     md("""## 1. What each depth keeps: inversion strips
 
 Each row starts with an image; every other column is an image reconstructed from **that layer's

@@ -331,6 +331,26 @@ def layer_spectra(
 
 
 
+def _readable_log_ticks(ax) -> None:
+    """Labels a narrow log-log panel can hold: decades, 1-2-5 or 1…9 steps (by the span) as plain numbers,
+    minor ticks unlabelled.
+
+    matplotlib labels the minor ticks of a log axis that spans less than about a decade, in
+    "2×10⁻¹" form at full size; three of them side by side overlap in a 3-inch panel.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.autoscale_view()
+    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        decades = abs(np.log10(max(limits) / max(min(limits), 1e-300)))
+        # wide: decades only; a decade or two: 1-2-5; narrow: every digit (at least two labels)
+        subs = (1.0,) if decades > 3 else (1.0, 2.0, 5.0) if decades > 0.8 else tuple(range(1, 10))
+        axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=6))
+        axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    ax.tick_params(which="both", labelsize=7)
+
+
 def plot_spectra(
     spectra_a: dict[str, tuple[np.ndarray, np.ndarray]],
     spectra_b: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -349,7 +369,7 @@ def plot_spectra(
             ax.loglog(freqs[1:], np.maximum(mean[1:], 1e-20), label=name, color=colour)  # the DC ring is ~0
         ax.set_title(layer, fontsize=9)
         ax.set_xlabel("cycles / pixel of the map", fontsize=8)
-        ax.tick_params(labelsize=7)
+        _readable_log_ticks(ax)
     axes[0].set_ylabel("power", fontsize=8)
     axes[0].legend(fontsize=8)
     title = "Radial power spectrum of feature maps"

@@ -277,7 +277,7 @@ def batched_forward(
 
 
 def pool_set(
-    model: Backbone, images: ImageSources, layers: list[str], *, size: int, batch_size: int, progress: bool,
+    model: Backbone, images: ImageSources, layers: list[str], *, size: int, batch_size: int, progress: bool | None,
     cache: FeatureStore | None, device: torch.device, on_progress: Progress | None,
 ) -> tuple[dict[str, Tensor], list[int]]:
     """Pooled features {layer: N×C} of every loadable image of ``images``; (features, indices of the images used).
@@ -354,7 +354,7 @@ def pooled_features(
     *,
     size: int = 224,
     batch_size: int = 8,
-    progress: bool = False,
+    progress: bool | None = None,
     cache: FeatureStore | None = None,
     device: str | torch.device | None = None,
     notes: list[str] | None = None,
@@ -372,7 +372,7 @@ def pooled_features(
     :class:`FeatureStore`) makes later calls reuse vectors already computed; they are
     stored batch by batch, so an interrupted run loses nothing. ``on_progress(stage, done,
     total)`` (an :data:`artlab.runs.Progress`) is called after every batch (raise from it to
-    stop); ``progress=True`` also shows a progress bar.
+    stop); a progress bar shows in notebooks and terminals (``progress=False``: none).
     """
     names = layer_list(layers)
     for layer in names:

@@ -5,7 +5,9 @@
 clouds of vectors are (:mod:`artlab.activations.statistics`): the Fréchet distance (the
 FID formula), KID (unbiased polynomial-kernel MMD²), an RBF-kernel MMD² with a
 permutation test, and the accuracy of a linear probe. Every number comes with n, the
-feature dimension, a bootstrap interval and a note when n is too small for it; a
+feature dimension, an interval (Fréchet: bias-corrected from half-samples; the others: a
+bootstrap) and a note when n is too small for it or when a value needs reading (a negative
+KID/MMD², a probe below chance); a
 :class:`~artlab.activations.SmallSampleWarning` says when n ≤ dim somewhere. The
 :class:`DomainShift` result keeps the pooled features, so it can also say which channels
 separate the sets and which images to show for them.
@@ -39,6 +41,7 @@ from artlab.activations.statistics import (
     MIN_PER_SET,
     SmallSampleWarning,
     measure_rows,
+    reading_note,
     standardise_jointly,
 )
 from artlab.data import Collection
@@ -54,7 +57,7 @@ __all__ = ["DomainShift", "domain_shift", "default_layers"]
 class DomainShift:
     """Per-layer distances between two image sets, with the features they came from.
 
-    ``table`` is tidy: one row per (layer, measure) with value, bootstrap interval,
+    ``table`` is tidy: one row per (layer, measure) with value, interval (ci_low, ci_high),
     p-value (MMD only), set sizes, feature dimension and a note. ``wide()`` puts one
     row per layer; ``plot()`` draws each measure across depth; ``divergent_channels``
     says which channels separate the sets most at a layer, ``example_candidates`` which
@@ -336,7 +339,7 @@ def domain_shift(
     seed: int = 0,
     measures: Sequence[str] = MEASURES,
     cache: FeatureStore | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     names: tuple[str, str] = ("A", "B"),
     device: str | torch.device | None = None,
     on_progress: Progress | None = None,
@@ -349,13 +352,19 @@ def domain_shift(
     layer, and each layer's two clouds of vectors are compared with ``measures``:
     ``frechet`` (FID formula; Ledoit-Wolf covariances when n ≤ dim), ``kid``, ``mmd``
     (RBF, permutation p-value from ``n_perm`` relabellings) and ``probe`` (cross-validated
-    linear-probe accuracy). Each value has a ``n_boot`` bootstrap interval; for kid/mmd
-    and the probe the resampling keeps copies of one image from pairing with themselves or
-    spanning train and test. A :class:`SmallSampleWarning` is raised when n ≤ dim at some
-    layer. ``seed`` fixes every random choice. ``cache`` (a :class:`FeatureStore`) reuses
-    features across calls. Sets with fewer than 2 readable images raise ``ValueError``.
-    ``progress=True`` shows progress bars; ``on_progress(stage, done, total)`` is called
-    after every batch of images and every layer's statistics (raise from it to stop).
+    linear-probe accuracy). Each value has an interval from ``n_boot`` resamples. Fréchet:
+    half of each set drawn without replacement, bias-corrected (the distance is inflated at
+    small n, and a bootstrap's repeated images inflated it further, so its interval lay above
+    the estimate), clipped at 0 and widened to reach the estimate; see
+    :func:`~artlab.activations.statistics.half_sample_ci`. kid/mmd and the probe: a bootstrap
+    whose resampling keeps copies of one image from pairing with themselves or spanning train
+    and test. A negative KID/MMD² or a probe below 0.5 gets a plain note in the table and in
+    ``notes``: no detectable difference, not an error. A :class:`SmallSampleWarning` is
+    raised when n ≤ dim at some layer. ``seed`` fixes every random choice. ``cache`` (a
+    :class:`FeatureStore`) reuses features across calls. Sets with fewer than 2 readable images raise ``ValueError``.
+    ``progress`` shows progress bars (default ``None``: when a person is watching, see
+    :func:`artlab.runs.wants_progress`); ``on_progress(stage, done, total)`` is called after every batch
+    of images and every layer's statistics (raise from it to stop).
 
     ``scale="std"`` (see :func:`~artlab.activations.statistics.standardise_jointly`) puts each layer's vectors in units of
     the two sets' own spread before the Fréchet distance and KID, so layers compare: a
@@ -394,8 +403,20 @@ def domain_shift(
     table = pd.DataFrame(rows, columns=["layer", "depth", "measure", "value", "ci_low", "ci_high", "p_value",
                                         "n_a", "n_b", "dim", "note"])
     _warn_small(table)
+    notes += _reading_notes(table)
     return DomainShift(table, feats[0], feats[1], model.label, model.pretrained, notes, layers,
                        tuple(names), size, seed, sources[0], sources[1])
+
+
+def _reading_notes(table: pd.DataFrame) -> list[str]:
+    """One plain line per kind of value that looks wrong but is not (negative KID/MMD², a probe below
+    chance), listing where it occurs."""
+    where: dict[str, list[str]] = {}
+    for row in table.itertuples():
+        text = reading_note(row.measure, row.value)
+        if text:
+            where.setdefault(text, []).append(f"{row.measure} at {row.layer}")
+    return [f"{', '.join(places)}: {text}" for text, places in where.items()]
 
 
 def _warn_small(table: pd.DataFrame) -> None:

@@ -11,8 +11,9 @@ A curator's questions about a collection ("which paintings look alike to the net
 * :func:`umap_2d`, :func:`umap_3d`, :func:`pca_2d`, :func:`pca_3d`, :func:`tsne_2d`
   (dispatcher :func:`map_points`; :mod:`artlab.embed.maps`) turn them into seeded,
   reproducible maps.
-* :func:`nearest` (:mod:`artlab.embed.neighbours`) lists an image's neighbours by cosine
-  similarity; a query image from outside the collection is embedded the same way first.
+* :func:`nearest` (:mod:`artlab.embed.neighbours`) lists an image's neighbours by centred cosine
+  similarity (the collection's mean vector subtracted first) with the share of the collection each one
+  beats (``closer_than``); a query image from outside the collection is embedded the same way first.
 * :mod:`artlab.embed.browse` is the table behind an embedding map (search, colours,
   selections and their CSV export).
 

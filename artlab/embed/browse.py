@@ -148,7 +148,7 @@ class MapTable:
         numbers = pd.to_numeric(values, errors="coerce")
         if numbers.notna().sum() >= 0.9 * values.notna().sum() and numbers.nunique() > max_colours:
             return Colouring(column, numbers=numbers.to_numpy(float))
-        text = values.fillna("(none)").astype(str)
+        text = values.fillna("").astype(str).replace("", "(none)")  # missing and empty (a folder level a file lacks)
         counts = text.value_counts()  # most frequent first: they get the distinct colours
         lumped = len(counts) > max_colours
         if lumped:

@@ -372,7 +372,7 @@ def embed(
     size: int = 224,
     batch_size: int = 16,
     cache_dir: str | os.PathLike | None | bool = None,
-    progress: bool = False,
+    progress: bool | None = None,
     on_progress: Progress | None = None,
     device: str | torch.device | None = None,
     gram_dim: int = GRAM_DIM,
@@ -403,7 +403,8 @@ def embed(
     recognised without re-reading them by the stat rule of :mod:`artlab.embed.file_hashes`
     (size, mtime, ctime and inode); ``rehash=True`` reads and hashes every file instead.
     Two runs on the same cache share the work: each batch is computed under a lock, after
-    taking in what the other run stored meanwhile. ``progress=True`` shows a progress bar.
+    taking in what the other run stored meanwhile. A progress bar shows in notebooks and
+    terminals (``progress=False``: none).
 
     Unreadable files are skipped and listed in ``skipped``; metadata problems of the
     collection are carried into ``notes``. An empty folder, or one where no file can be

@@ -5,15 +5,24 @@
 UMAP in a process compiles numba code (~15-25 s): :func:`warm_up_umap` does it ahead
 of time (``background=True``: on a daemon thread, once per process) and
 :func:`umap_ready` says whether it is done, so a map can show PCA until then.
+:class:`LayoutCache` keeps fitted UMAP and t-SNE layouts on disk, keyed by the vectors'
+content and the map's parameters, so a map of the same vectors opens at once next time,
+without importing umap at all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
+import json
+import os
 import threading
 import time
 import warnings
 from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,9 +30,12 @@ import torch
 from torch import Tensor
 
 from artlab.embed.embeddings import Embeddings
+from artlab.embed.locks import atomic_write_bytes
 
 __all__ = [
+    "LAYOUTS_KEPT",
     "METHODS",
+    "LayoutCache",
     "Layouts",
     "as_matrix",
     "compile_umap",
@@ -283,21 +295,118 @@ def map_points(method: str, data: Vectors, dims: int = 2, seed: int = 0, **kw: A
     return tsne_2d(data, seed=seed, dims=dims, **kw)
 
 
+#: How many layouts a :class:`LayoutCache` folder keeps (the least recently used go first): ~160 kB each
+#: for 20,000 points in 2-D.
+LAYOUTS_KEPT = 32
+#: Version of the layout cache's key: bump it when a method's output changes for the same parameters.
+LAYOUT_CACHE_VERSION = 1
+#: The package whose version is part of a cached layout's key (a new UMAP may lay points out differently).
+_METHOD_PACKAGE = {"umap": "umap-learn", "tsne": "scikit-learn"}
+
+
+def _package_version(name: str) -> str:
+    try:
+        return metadata.version(name)  # reads the installed metadata: no import of umap (and numba)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+class LayoutCache:
+    """Fitted layouts on disk: one ``.npy`` per (vectors, method, dims, seed, parameters) in ``folder``.
+
+    The file's name is the sha256 of the vectors' bytes, the method, its parameters and the
+    version of the package that fits it (:meth:`key`), so changed vectors or settings never
+    read an old layout. Files are written to a temporary name and renamed into place
+    (:func:`~artlab.embed.locks.atomic_write_bytes`): two processes writing the same layout
+    write the same bytes, and a reader sees a whole file or none. A file that is unreadable or
+    has the wrong shape is ignored (and removed). Reading a layout marks it as used; after each
+    write only the ``keep`` most recently used stay.
+    """
+
+    def __init__(self, folder: str | os.PathLike, keep: int = LAYOUTS_KEPT) -> None:
+        if isinstance(keep, bool) or int(keep) < 1:
+            raise ValueError(f"keep must be at least 1, got {keep!r}")
+        self.folder, self.keep = Path(folder).expanduser(), int(keep)
+
+    @staticmethod
+    def key(vectors: np.ndarray, method: str, dims: int, seed: int, kw: dict[str, Any]) -> str:
+        """The cache key (hex sha256) of ``method``'s layout of ``vectors`` with these settings."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        settings = {"v": LAYOUT_CACHE_VERSION, "method": method, "dims": int(dims), "seed": int(seed),
+                    "kw": kw, "shape": list(vectors.shape),
+                    "package": _package_version(_METHOD_PACKAGE.get(method, "numpy"))}
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+        digest.update(vectors.tobytes())
+        return digest.hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{key}.npy"
+
+    def get(self, key: str, shape: tuple[int, int]) -> np.ndarray | None:
+        """The layout stored under ``key`` if it is a finite array of ``shape``, else None."""
+        path = self._path(key)
+        try:
+            coords = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):  # damaged: a cache miss, and the next fit replaces it
+            path.unlink(missing_ok=True)
+            return None
+        if coords.shape != tuple(shape) or not np.issubdtype(coords.dtype, np.floating) \
+                or not np.isfinite(coords).all():
+            path.unlink(missing_ok=True)
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: kept longest
+        return coords.astype(float)
+
+    def put(self, key: str, coords: np.ndarray) -> Path | None:
+        """Store ``coords`` under ``key`` (atomically), then trim the folder to ``keep`` files.
+
+        Returns the file, or None when the folder cannot be written (a read-only cache is only slower).
+        """
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(coords, dtype=np.float32), allow_pickle=False)
+        data = buffer.getvalue()
+        path = self._path(key)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, lambda fh: fh.write(data))
+        except OSError:
+            return None
+        self._trim()
+        return path
+
+    def _trim(self) -> None:
+        def used(p: Path) -> float:
+            try:
+                return p.stat().st_mtime
+            except OSError:
+                return float("inf")  # removed meanwhile: nothing to delete
+
+        files = sorted(self.folder.glob("*.npy"), key=used, reverse=True)
+        for stale in files[self.keep:]:
+            stale.unlink(missing_ok=True)
+
+
 class Layouts:
     """The map coordinates of one set of vectors, per method, each computed once: what a map switches between.
 
     ``dims`` and ``seed`` as in :func:`map_points`; ``kw`` go to UMAP and t-SNE (PCA takes
     none). ``given``: an (N, dims) array shown as method "given" (ValueError for another
     shape). ``layouts[method]`` is a computed layout; :meth:`compute` makes one (slow for
-    UMAP and t-SNE: call it off the main thread).
+    UMAP and t-SNE: call it off the main thread). ``cache``: a :class:`LayoutCache` (or its
+    folder) where UMAP and t-SNE layouts are kept between runs; :meth:`from_cache` reads one.
     """
 
     def __init__(self, data: Vectors, dims: int = 2, seed: int = 0, given: np.ndarray | None = None,
-                 **kw: Any) -> None:
+                 cache: LayoutCache | str | os.PathLike | None = None, **kw: Any) -> None:
         if dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, got {dims!r}")
         self.data, self.dims, self.seed, self.kw = data, dims, int(seed), kw
         self.n = len(data.vectors if isinstance(data, Embeddings) else data)
+        self.cache = cache if isinstance(cache, LayoutCache) or cache is None else LayoutCache(cache)
+        self._keys: dict[str, str] = {}
         self._coords: dict[str, np.ndarray] = {}
         if given is not None:
             given = np.asarray(given, dtype=float)
@@ -312,10 +421,28 @@ class Layouts:
     def __getitem__(self, method: str) -> np.ndarray:
         return self._coords[method]
 
-    def compute(self, method: str, on_compiled: Callable[[], None] | None = None) -> np.ndarray:
-        """The ``method`` layout, (N, dims), computed now unless it was already; for UMAP its numba
-        code is compiled first if needed (:func:`compile_umap`), then ``on_compiled()`` is called."""
+    def _key(self, method: str) -> str:
+        if method not in self._keys:
+            self._keys[method] = LayoutCache.key(as_matrix(self.data), method, self.dims, self.seed, self.kw)
+        return self._keys[method]
+
+    def from_cache(self, method: str) -> bool:
+        """Whether the ``method`` layout is available without fitting: computed already, or read now from
+        the :class:`LayoutCache` (a quick file read; umap is not imported)."""
         if method in self._coords:
+            return True
+        if self.cache is None or method not in _METHOD_PACKAGE:
+            return False
+        coords = self.cache.get(self._key(method), (self.n, self.dims))
+        if coords is not None:
+            self._coords[method] = coords
+        return coords is not None
+
+    def compute(self, method: str, on_compiled: Callable[[], None] | None = None) -> np.ndarray:
+        """The ``method`` layout, (N, dims): computed already, read from the cache, or computed now (then
+        stored in the cache); for UMAP its numba code is compiled first if needed
+        (:func:`compile_umap`), then ``on_compiled()`` is called."""
+        if self.from_cache(method):
             return self._coords[method]
         if method == "umap" and compile_umap() and on_compiled is not None:
             on_compiled()
@@ -324,6 +451,8 @@ class Layouts:
         if coords.shape != (self.n, self.dims):
             raise RuntimeError(f"artlab.embed.map_points({method!r}) returned shape {coords.shape}, "
                                f"expected ({self.n}, {self.dims})")
+        if self.cache is not None and method in _METHOD_PACKAGE:
+            self.cache.put(self._key(method), coords)
         self._coords[method] = coords
         return coords
 

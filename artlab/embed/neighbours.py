@@ -1,4 +1,7 @@
-"""An image's nearest neighbours in a collection, by cosine similarity of the embeddings.
+"""An image's nearest neighbours in a collection, by cosine similarity of the centred embeddings.
+
+Scores are centred cosines (the collection's mean vector subtracted first: raw cosines of pooled
+ReLU features are all near 1) and, per neighbour, the share of the collection it is closer than.
 
 A query from outside the collection (another file, an image tensor, a PIL image) is
 embedded the same way first, with the model the embeddings were made with.
@@ -22,7 +25,7 @@ from artlab.embed.maps import unit_rows
 from artlab.images import ensure_image_batch, load_image
 from artlab.models import Backbone
 
-__all__ = ["nearest", "query_vector"]
+__all__ = ["nearest", "query_vector", "similarities"]
 
 
 def query_vector(emb: Embeddings, query: Any, model: Backbone | None = None,
@@ -70,25 +73,49 @@ def query_vector(emb: Embeddings, query: Any, model: Backbone | None = None,
     )
 
 
+def similarities(emb: Embeddings, vector: np.ndarray, *, centre: bool = True) -> np.ndarray:
+    """Cosine similarity of ``vector`` to every row of ``emb`` (N,), after centring when ``centre``.
+
+    Centring subtracts the collection's mean vector from both sides first. Pooled ReLU features
+    are all positive, so every raw cosine of a collection sits near 1 (0.95–0.99 for any two
+    images) and says little; centred, 0 means "as alike as two images of this collection are on
+    average" and the scores spread over [-1, 1]. ``centre=False`` gives the raw cosine.
+    """
+    rows = emb.vectors.astype(np.float64)
+    query = np.asarray(vector, dtype=np.float64).ravel()
+    if centre:
+        mean = rows.mean(axis=0)
+        rows, query = rows - mean, query - mean
+    return unit_rows(rows) @ (query / max(np.linalg.norm(query), 1e-12))
+
+
 def nearest(emb: Embeddings, query: Any, k: int = 8, model: Backbone | None = None, *,
-            device: str | torch.device | None = None) -> pd.DataFrame:
-    """The ``k`` images most similar to ``query`` (cosine similarity of the vectors).
+            device: str | torch.device | None = None, centre: bool = True) -> pd.DataFrame:
+    """The ``k`` images most similar to ``query``, with scores that tell neighbours from strangers.
 
     ``query``: a row index or an embedded path (the image itself is left out), another
     image file, an image tensor / PIL image / array (embedded with the same model, layer,
     pooling and size, so ``model`` is required), or a vector of length D. Columns: rank,
-    index (row in ``emb``), path, similarity, then label and the other metadata.
+    index (row in ``emb``), path, ``similarity`` (cosine after subtracting the collection's
+    mean vector, see :func:`similarities`; ``centre=False``: the raw cosine, near 1 for every
+    image), ``closer_than`` (the percentage of the collection's other images that are less
+    similar to the query: 98 reads "closer than 98% of the collection"), then label and the
+    other metadata.
     """
     if isinstance(k, bool) or int(k) < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     vector, self_index = query_vector(emb, query, model, device)
-    sims = unit_rows(emb.vectors.astype(np.float64)) @ (vector / max(np.linalg.norm(vector), 1e-12))
+    sims = similarities(emb, vector, centre=centre)
     order = [i for i in np.argsort(-sims, kind="stable") if i != self_index][: int(k)]
+    others = np.sort(np.delete(sims, [self_index]) if self_index is not None else sims)
+    beaten = np.searchsorted(others, sims[order], side="left")  # other images less similar than each neighbour
     frame = emb.meta.iloc[order].reset_index(drop=True)
-    frame = frame.drop(columns=[c for c in ("rank", "index", "similarity") if c in frame.columns])
+    frame = frame.drop(columns=[c for c in ("rank", "index", "similarity", "closer_than") if c in frame.columns])
     frame.insert(0, "rank", np.arange(1, len(order) + 1))
     frame.insert(1, "index", np.asarray(order, dtype=int))
     if "path" not in frame.columns:
         frame.insert(2, "path", [emb.paths[i] for i in order])
-    frame.insert(list(frame.columns).index("path") + 1, "similarity", sims[order].astype(float))
+    at = list(frame.columns).index("path") + 1
+    frame.insert(at, "similarity", sims[order].astype(float))
+    frame.insert(at + 1, "closer_than", 100.0 * beaten / max(len(others) - 1, 1))
     return frame

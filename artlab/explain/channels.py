@@ -221,7 +221,7 @@ class ChannelVisualization(Run[VisStep]):
 
     def __init__(self, model: Backbone, objective: Objective, param: FourierImage, *, steps: int, lr: float,
                  transforms: bool, generator: torch.Generator, preview_every: int,
-                 progress: bool, on_progress: Progress | None) -> None:
+                 progress: bool | None, on_progress: Progress | None) -> None:
         self.model = model
         self.objective = objective
         self.param = param
@@ -299,7 +299,7 @@ def visualize(
     transforms: bool = True,
     decay: float = 1.0,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     on_progress: Progress | None = None,
 ) -> ChannelVisualization:
     """Maximise ``objective`` over a batch of images: Adam on a :class:`FourierImage` (Lucid's recipe).

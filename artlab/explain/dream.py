@@ -59,7 +59,7 @@ class DeepDream(Run[DreamStep]):
 
     def __init__(self, model: Backbone, image: Tensor, layer: str, channel: int | None, *, octaves: int,
                  octave_scale: float, steps_per_octave: int, lr: float, jitter: int, generator: torch.Generator,
-                 preview_every: int, progress: bool, on_progress: Progress | None) -> None:
+                 preview_every: int, progress: bool | None, on_progress: Progress | None) -> None:
         self.model = model
         self.original = image
         self.layer = layer
@@ -147,7 +147,7 @@ def deepdream(
     jitter: int = 16,
     seed: int = 0,
     preview_every: int = 5,
-    progress: bool = False,
+    progress: bool | None = None,
     on_progress: Progress | None = None,
 ) -> DeepDream:
     """DeepDream ``image`` (1×3×H×W in [0, 1]) at ``layer`` (or one ``channel`` of it); returns a :class:`DeepDream`.

@@ -365,7 +365,9 @@ def _domains_of(images: Any, n: int, domains: Sequence[str | None] | None) -> li
             raise ValueError(f"domains must be a sequence with one entry per image ({n}), got {domains!r}")
         return [None if d is None else str(d) for d in domains]
     if isinstance(images, Collection):
-        return [item.meta.get("domain") for item in images]
+        if any(item.meta.get("domain") for item in images):
+            return [item.meta.get("domain") for item in images]
+        return [item.label for item in images]  # no domain column: the labels (e.g. paintings/ and photos/)
     return [None] * n
 
 
@@ -386,7 +388,7 @@ def channel_index(
     *,
     size: int = 224,
     batch_size: int = 8,
-    progress: bool = False,
+    progress: bool | None = None,
     on_progress: Progress | None = None,
     cache: ChannelIndexStore | str | os.PathLike[str] | None = None,
     domains: Sequence[str | None] | None = None,
@@ -394,12 +396,14 @@ def channel_index(
 ) -> ChannelIndex:
     """Index ``layer``'s channels over a set of images in one batched pass (see the module docstring).
 
-    ``images``: a :class:`~artlab.data.Collection` (domains from ``meta["domain"]``), a folder, a list of
+    ``images``: a :class:`~artlab.data.Collection` (domains from ``meta["domain"]``, or its labels when no
+    item has one), a folder, a list of
     paths or images, or an N×3×H×W tensor; each is resized (shorter side to ``size``) and centre-cropped.
     ``domains`` (one per image) overrides or supplies domains. ``cache``: a :class:`ChannelIndexStore` or a
     directory; rows found there (same content, model label, layer, size) skip the network, new ones are
     written as one shard at the end. Unreadable images are skipped and listed in ``notes``.
-    ``on_progress("channel index", done, total)`` after every batch; ``progress=True`` shows a bar.
+    ``on_progress("channel index", done, total)`` after every batch; a progress bar in notebooks and
+    terminals (``progress=False``: none).
     """
     if not isinstance(model, Backbone):
         raise TypeError(f"model must be an artlab Backbone, got {type(model).__name__}")

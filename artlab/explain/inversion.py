@@ -59,7 +59,7 @@ class Inversion(Run[InversionStep]):
     (one per step), ``layer``; a stopped run keeps them."""
 
     def __init__(self, optim: ImageOptimizer, layer: str, steps: int, preview_every: int, shifts: list[tuple[int, int]],
-                 state: dict, progress: bool, on_progress: Progress | None) -> None:
+                 state: dict, progress: bool | None, on_progress: Progress | None) -> None:
         self._optim = optim
         self.layer = layer
         self.steps = steps
@@ -145,7 +145,7 @@ def invert(
     optimizer: str = "adam",
     lr: float | None = None,
     preview_every: int = 20,
-    progress: bool = False,
+    progress: bool | None = None,
     on_progress: Progress | None = None,
 ) -> Inversion:
     """Reconstruct ``image`` from its activation at ``layer``, starting from seeded noise (Mahendran & Vedaldi).
@@ -201,7 +201,7 @@ def invert(
 
 
 def inversion_strip(model: Backbone, image: Tensor, layers: Sequence[str] | None = None, *,
-                    progress: bool = False, on_progress: Progress | None = None, **kw) -> dict[str, Tensor]:
+                    progress: bool | None = None, on_progress: Progress | None = None, **kw) -> dict[str, Tensor]:
     """Invert ``image`` at each of ``layers`` (default ``model.spec.inspect_layers``, shallow to deep).
 
     Returns {layer: best reconstruction (1×3×H×W CPU)}; ``kw`` go to :func:`invert`. ``on_progress``
@@ -216,7 +216,7 @@ def inversion_strip(model: Backbone, image: Tensor, layers: Sequence[str] | None
     bar = progress_bar(len(layers), "inversion strip", enabled=progress, unit="layer")
     try:
         for i, layer in enumerate(layers):
-            run = invert(model, image, layer, **kw).run()
+            run = invert(model, image, layer, progress=False, **kw).run()  # the strip's bar counts layers
             best = run.best_image
             assert best is not None
             out[layer] = best

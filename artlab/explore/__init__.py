@@ -26,8 +26,11 @@ user can read), and the access log scrubs it from URLs. Kernel websockets must
 speak the v1 kernel protocol; legacy-protocol clients are refused (Voilà misreads
 legacy binary frames as v1 ones and then allocates without bound).
 
-Embeddings are cached on disk by :func:`artlab.embed.embed`, so the first launch
-on a folder shows a progress bar and later launches open straight on the map.
+Embeddings are cached on disk by :func:`artlab.embed.embed` and the map's UMAP layout
+next to them (:class:`artlab.embed.maps.LayoutCache`, ``<cache>/layouts``), so the first
+launch on a folder shows a progress bar and later launches open straight on the final map
+(measured on 2 CPU cores, 113 pictures: the app is built in ~4.5 s, most of it importing
+torch; without the layout cache, UMAP's numba compile added ~8–17 s).
 
 The package: :mod:`~artlab.explore.options` (the checks), :mod:`~artlab.explore.app` (the
 files written), :mod:`~artlab.explore.connection` (the v1-only kernel websocket) and

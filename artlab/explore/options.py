@@ -40,7 +40,9 @@ class ExploreOptions:
     ``None``: a seeded random init that the page labels in red). ``layer=None`` lets
     :func:`artlab.embed.embed` pick the model's default.
     ``csv_path`` is where the map's "Export CSV" writes (the app's own folder is
-    temporary, so it must not be relative to it).
+    temporary, so it must not be relative to it). ``label``: what the points are coloured by
+    at first, a folder level (``"2"``, ``"-1"``) or a metadata column (``"artist"``,
+    ``"folder_2"``), see :func:`artlab.data.label_source`; None: the folder's default label.
     """
 
     folder: Path
@@ -53,6 +55,7 @@ class ExploreOptions:
     device: str | None = None
     seed: int = 0
     csv_path: Path | None = None
+    label: str | None = None
 
     def app_kwargs(self) -> dict:
         """Keyword arguments for ``CuratorApp`` (plain literals: they are written into the notebook)."""
@@ -65,14 +68,15 @@ class ExploreOptions:
 # ----------------------------------------------------------------------------- checks
 
 
-def check_folder(folder: str | os.PathLike) -> Collection:
+def check_folder(folder: str | os.PathLike, label: str | int | None = None) -> Collection:
     """The folder as a :class:`~artlab.data.Collection`, or an :class:`ExploreError` saying what is wrong.
 
     Missing, not a directory, or with fewer than two readable images (a map needs
     two points): each gets its own message naming the path and what to pass instead.
+    ``label`` (``--label``): a folder level or a metadata column it must have.
     """
     # imported here: the app's Voilà server imports this module (for V1OnlyKernelConnection), not torch
-    from artlab.data import IMAGE_EXTENSIONS, Collection, CollectionError
+    from artlab.data import IMAGE_EXTENSIONS, Collection, CollectionError, label_source
 
     path = Path(folder).expanduser()
     extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
@@ -83,12 +87,15 @@ def check_folder(folder: str | os.PathLike) -> Collection:
         raise ExploreError(f"{path} is a file, not a folder; pass the folder that contains it "
                            f"({path.parent}) or another folder of images")
     try:
-        collection = Collection.from_folder(path)
+        collection = Collection.from_folder(path, **label_source(label))
     except CollectionError as exc:
         if "no readable images" in str(exc):
             raise ExploreError(f"no readable images in {path} or its subfolders (looked for {extensions}); "
                                "pass a folder with at least two images") from exc
-        raise ExploreError(f"{path}: {exc}") from exc
+        hint = "; --label takes a folder level (1, 2, … or -1) or a column name" if "label_" in str(exc) else ""
+        raise ExploreError(f"{path}: {exc}{hint}") from exc
+    except ValueError as exc:  # a label that is neither a level nor a column
+        raise ExploreError(f"--label {label!r}: {exc}") from exc
     if len(collection) < 2:
         raise ExploreError(f"{path} holds a single readable image ({collection.paths[0].name}); "
                            "a map needs at least two: add images or pass a larger folder")
@@ -149,6 +156,7 @@ def check_options(
     device: str | None = None,
     seed: int = 0,
     csv_path: str | os.PathLike | None = None,
+    label: str | int | None = None,
 ) -> ExploreOptions:
     """Check every option the way the app will use it and return them resolved (absolute paths).
 
@@ -157,7 +165,7 @@ def check_options(
     from artlab.embed import POOLINGS
     from artlab.models import registered_backbones
 
-    collection = check_folder(folder)
+    collection = check_folder(folder, label)
     known = registered_backbones()
     if model not in known and model != "best":
         raise ExploreError(f"unknown model {model!r}; choose best (the best network here) or one of "
@@ -202,4 +210,5 @@ def check_options(
         device=device,
         seed=int(seed),
         csv_path=csv.expanduser().resolve(),
+        label=str(label).strip() or None if label is not None else None,
     )

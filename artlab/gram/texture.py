@@ -3,16 +3,19 @@
 :func:`synthesize_texture` optimises an image from seeded noise until its Grams match a
 target's, one :class:`SynthesisStep` per optimiser step (a :class:`artlab.runs.Run`, so
 widgets, scripts and tests drive the same loop and can stop it); :func:`texture_from`
-runs it to the end. The loop is :class:`artlab.optimize.ImageOptimizer` (shared with
-style transfer), with the same memory check before anything large is computed
-(:class:`TextureTooLarge`). :func:`total_variation` is the smoothness prior both use.
+runs it to the end, with a progress bar in notebooks and terminals. The loop is
+:class:`artlab.optimize.ImageOptimizer` (shared with style transfer), with the same memory
+check before anything large is computed (:class:`TextureTooLarge`). :func:`total_variation`
+is the smoothness prior both use.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +30,7 @@ from artlab.gram.checks import (
 )
 from artlab.gram.distance import style_layer_weights
 from artlab.gram.matrices import GramSet, compute_grams, gram
-from artlab.images import load_image
+from artlab.images import load_image, result_metadata, save_image
 from artlab.models import Backbone, features
 from artlab.optimize import (
     ImageOptimizer,
@@ -37,7 +40,7 @@ from artlab.optimize import (
     check_optimizer,
 )
 from artlab.optimize import estimate_memory as _estimate_memory
-from artlab.runs import Run
+from artlab.runs import Run, drive
 
 __all__ = [
     "SynthesisStep",
@@ -102,10 +105,14 @@ class TextureSynthesis(Run[SynthesisStep]):
     ``close()``) still has the best image so far.
     """
 
-    def __init__(self, optimizer: ImageOptimizer, steps: int, preview_every: int) -> None:
+    def __init__(self, optimizer: ImageOptimizer, steps: int, preview_every: int, *, model_label: str = "",
+                 settings: Mapping[str, object] | None = None) -> None:
         self._optimizer = optimizer
         self.steps = steps
         self.preview_every = preview_every
+        self.model_label = model_label  # which network made the texture: saved with it (metadata)
+        self.settings = dict(settings or {})
+        self.steps_done = 0
 
     def _steps(self) -> Iterator[SynthesisStep]:
         optim, steps, preview_every = self._optimizer, self.steps, self.preview_every
@@ -116,6 +123,7 @@ class TextureSynthesis(Run[SynthesisStep]):
                 optim.evaluate()  # the final image has not been scored yet; it may be the best
             preview = last or (preview_every > 0 and (step + 1) % preview_every == 0)
             image = optim.best_image if preview else None
+            self.steps_done = step + 1
             yield SynthesisStep(step, update.loss, update.terms, image, optim.best_loss, update.status)
             if update.status != "ok":
                 return
@@ -129,6 +137,31 @@ class TextureSynthesis(Run[SynthesisStep]):
     def best_loss(self) -> float:
         """The loss of :attr:`best_image` (inf before the first step)."""
         return self._optimizer.best_loss
+
+    def result(self, *, progress: bool | None = None) -> Tensor:
+        """Take the remaining steps and return the best image (1×3×H×W CPU).
+
+        ``progress``: a bar with the steps, an ETA and the current loss; None: on in
+        notebooks and terminals (:func:`artlab.runs.wants_progress`), False: silent.
+        """
+        drive(self, total=self.steps, done=self.steps_done, desc="texture synthesis", progress=progress,
+              postfix=lambda step: {"loss": f"{step.loss:.4g}"})
+        best = self.best_image
+        if best is None:
+            raise RuntimeError("the synthesis was closed before its first step; nothing was computed")
+        return best
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """What a saved texture says about how it was made: the network's label, "texture", the settings."""
+        return result_metadata(self.model_label or "unknown network", kind="texture", settings=self.settings)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save :attr:`best_image` with the network's label in its metadata (see :func:`artlab.images.save_image`)."""
+        best = self.best_image
+        if best is None:
+            raise ValueError("nothing to save yet: iterate the synthesis (or call result()) first")
+        return save_image(best, path, metadata=self.metadata)
 
 
 class TextureTooLarge(OptimizationTooLarge):
@@ -283,15 +316,18 @@ def synthesize_texture(
         return texture_loss(model, x, targets, weights, normalize, tau)
 
     optim = ImageOptimizer(objective, start.to(model_device), optimizer=optimizer, lr=lr)
+    settings = {"layers": list(layers), "size": list(out_size), "steps": steps, "optimizer": optimizer,
+                "seed": int(seed), "tv_weight": tau}
+    return TextureSynthesis(optim, steps, preview_every, model_label=model.label, settings=settings)
 
-    return TextureSynthesis(optim, steps, preview_every)
 
+def texture_from(model: Backbone, target: GramSet | Tensor, layers: Sequence[str] | None = None, *,
+                 progress: bool | None = None, **kwargs) -> Tensor:
+    """Run :func:`synthesize_texture` to the end and return the best image (1×3×H×W, CPU).
 
-def texture_from(model: Backbone, target: GramSet | Tensor, layers: Sequence[str] | None = None, **kwargs) -> Tensor:
-    """Run :func:`synthesize_texture` to the end and return the best image (1×3×H×W, CPU)."""
-    synthesis = synthesize_texture(model, target, layers, **kwargs)
-    for _ in synthesis:
-        pass
-    best = synthesis.best_image
-    assert best is not None  # steps >= 1 is enforced
-    return best
+    ``kwargs`` are :func:`synthesize_texture`'s. ``progress``: a bar with the steps, an
+    ETA and the current loss; None (default): on in notebooks and terminals, False: silent
+    (:func:`artlab.runs.wants_progress`). To keep the network's label with the saved
+    picture, use ``synthesis = synthesize_texture(...); synthesis.result(); synthesis.save("texture.png")``.
+    """
+    return synthesize_texture(model, target, layers, **kwargs).result(progress=progress)

@@ -98,7 +98,7 @@ def official_file(name: str) -> KnownFile:
     return _FILES[found.name]
 
 
-def fetch(name: str, *, progress: bool = False) -> Path:
+def fetch(name: str, *, progress: bool | None = None) -> Path:
     """The cached path of an official pickle, downloading it the standard way if allowed.
 
     Raises :class:`artlab.weights.WeightsNotFoundError` with the usual "download it

@@ -38,7 +38,8 @@ Runs on the CPU at small resolutions (a 32 or 64 px generator: well under a seco
 Every setting is a field of one :class:`ProjectionSettings`; ``project(G, target,
 settings, **overrides)`` takes it (or the fields as keywords, the old call form). A
 :class:`Projection` is an :class:`artlab.runs.Run`: iterate it for steps, ``break`` or
-``close()`` whenever you like, ``result()`` for the best latent.
+``close()`` whenever you like, ``result()`` for the best latent (with a progress bar in
+notebooks and terminals; ``result(progress=False)`` for none).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from artlab.images import ensure_image_batch
-from artlab.runs import Run
+from artlab.runs import Run, drive
 from artlab.stylegan.generate import ClassSpec, class_label
 from artlab.stylegan.perceptual import LPIPSLoss, perceptual_loss
 
@@ -533,10 +534,15 @@ class Projection(Run[ProjectionStep]):
         data, terms = self._forward(ws)
         self._consider(float(data), ws, terms["image"], self.steps_done)
 
-    def result(self) -> ProjectionResult:
-        """Run the remaining steps (unless closed) and return the best result."""
-        for _ in self:
-            pass
+    def result(self, *, progress: bool | None = None) -> ProjectionResult:
+        """Run the remaining steps (unless closed) and return the best result.
+
+        ``progress``: a bar with the steps, an ETA and the loss (current and best); None
+        (default): on in notebooks and terminals, False: silent
+        (:func:`artlab.runs.wants_progress`). Iterating the projection yourself stays silent.
+        """
+        drive(self, total=self.steps, done=self.steps_done, desc="projection", progress=progress,
+              postfix=lambda step: {"loss": f"{step.loss:.4g}", "best": f"{step.best_loss:.4g}"})
         if not self._best:
             self._finish()
         best = self._best

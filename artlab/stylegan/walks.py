@@ -2,7 +2,8 @@
 
 Every walk is a generator of :class:`WalkFrame` objects, one image each, computed when
 asked for, so a widget can play a walk and stop it, a script can save it
-(:func:`save_walk`), and :func:`collect` stacks the frames into one batch.
+(:func:`save_walk`: GIF, MP4, or a PNG contact sheet that carries the generator's label),
+and :func:`collect` stacks the frames into one batch.
 
 * :func:`walk_z` interpolates latents z with :func:`slerp`: z ~ N(0, I) lives near the
   sphere of radius √z_dim, and a straight line between two such points dips inside it
@@ -35,7 +36,7 @@ import torch
 from torch import Tensor
 
 from artlab import video
-from artlab.images import ensure_image_batch, image_grid
+from artlab.images import ensure_image_batch, image_grid, result_metadata, save_image
 from artlab.stylegan.generate import (
     ClassSpec,
     Truncation,
@@ -332,15 +333,26 @@ def frame_grid(frames: Tensor | Iterable[WalkFrame] | Iterable[Tensor], columns:
     return image_grid(_as_batch(frames), nrow=columns, padding=padding)
 
 
-def save_walk(frames: Tensor | Iterable[WalkFrame] | Iterable[Tensor], path: str | Path, fps: float = 12) -> Path:
-    """Save frames as an animated GIF (``.gif``) or an H.264 MP4 (``.mp4``, imageio-ffmpeg).
+def save_walk(frames: Tensor | Iterable[WalkFrame] | Iterable[Tensor], path: str | Path, fps: float = 12, *,
+              label: str | None = None) -> Path:
+    """Save frames as an animated GIF (``.gif``), an H.264 MP4 (``.mp4``, imageio-ffmpeg) or a PNG
+    contact sheet of every frame (``.png``, :func:`frame_grid`, 8 per row).
 
-    Uses artlab's writers (:func:`artlab.video.save_gif`, :func:`artlab.video.save_mp4`).
+    ``label`` (the generator's, ``G.label``) is stored in the PNG's metadata
+    (:func:`artlab.images.result_metadata`), so the sheet says which network drew it; GIF and
+    MP4 files keep no metadata, so a label is refused for them. Uses artlab's writers
+    (:func:`artlab.video.save_gif`, :func:`artlab.video.save_mp4`, :func:`artlab.images.save_image`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".gif", ".mp4"):
-        raise ValueError(f"save_walk writes .gif or .mp4 files, got {path.name!r}")
+    if suffix not in (".gif", ".mp4", ".png"):
+        raise ValueError(f"save_walk writes .gif or .mp4 files (or a .png contact sheet), got {path.name!r}")
+    if suffix == ".png":
+        metadata = result_metadata(label, kind="latent walk") if label is not None else None
+        return save_image(frame_grid(frames), path, metadata=metadata)
+    if label is not None:
+        raise ValueError(f"{suffix} files keep no metadata, so label cannot be stored; save a .png contact "
+                         "sheet for that, or leave label out")
     if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps!r}")
     return save_gif(frames, path, fps) if suffix == ".gif" else save_mp4(frames, path, fps)

@@ -33,7 +33,7 @@ One idea per module (everything is importable from ``artlab.transfer``):
 from __future__ import annotations
 
 from artlab.transfer.colour import match_color, match_luminance, rgb_to_yiq, yiq_to_rgb
-from artlab.transfer.engine import StyleTransfer, TransferStep, stylize, transfer
+from artlab.transfer.engine import StyleTransfer, TransferStep, stylize, transfer, transfer_metadata
 from artlab.transfer.frames import (
     FrameResult,
     progression_gif,
@@ -68,6 +68,7 @@ __all__ = [
     "FrameResult",
     "stylize",
     "transfer",
+    "transfer_metadata",
     "estimate_memory",
     "available_memory",
     "largest_size",

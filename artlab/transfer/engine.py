@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,7 +51,7 @@ from artlab.gram import (
     style_layers,
     total_variation,
 )
-from artlab.images import as_rgb_image, load_image
+from artlab.images import as_rgb_image, load_image, result_metadata, save_image
 from artlab.models import (
     Backbone,
     best_backbone,
@@ -63,13 +65,13 @@ from artlab.optimize import (
     check_optimizer,
     deepest_layer,
 )
-from artlab.runs import Run
+from artlab.runs import Run, drive
 from artlab.transfer.colour import match_color, match_luminance, rgb_to_yiq, yiq_to_rgb
 from artlab.transfer.memory import check_transfer_memory
 from artlab.transfer.panorama import circular_padding
 from artlab.transfer.settings import DEFAULT_LR, TransferSettings, resolve_settings
 
-__all__ = ["TransferStep", "StyleTransfer", "as_styles", "stylize", "transfer"]
+__all__ = ["TransferStep", "StyleTransfer", "as_styles", "stylize", "transfer", "transfer_metadata"]
 
 _NONFINITE = "nonfinite: stopped, kept last good image"
 
@@ -585,14 +587,42 @@ class StyleTransfer(Run[TransferStep]):
             settings = settings.replace(init=_resize(image, size), quick_start=0)
         return stylize(self._content, self._styles, self.model, settings)
 
-    def result(self) -> Tensor:
-        """Run to the end (from wherever the iteration is) and return the best final image."""
-        for _ in self:
-            pass
+    def result(self, *, progress: bool | None = None) -> Tensor:
+        """Run to the end (from wherever the iteration is) and return the best final image.
+
+        ``progress``: one bar over every remaining step (all scales, the quick start
+        included) with an ETA and the current loss; None: on in notebooks and terminals
+        (:func:`artlab.runs.wants_progress`), False: silent.
+        """
+        drive(self, total=self.total_steps, done=self._step, desc=f"style transfer · {self.model.name}",
+              progress=progress, postfix=self._postfix)
         image = self.best_image
         if image is None:
             raise RuntimeError("the transfer was closed before its first step; nothing was computed")
         return image
+
+    def _postfix(self, step: TransferStep) -> dict[str, object]:
+        """What the progress bar shows after the bar: the loss, and the size while several are in play."""
+        shown: dict[str, object] = {"loss": f"{step.loss:.4g}"}
+        if len(self._stages) > 1:
+            shown["size"] = f"{step.size[0]}×{step.size[1]}"
+        return shown
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """What a saved result says about how it was made (:func:`transfer_metadata` of this run)."""
+        return transfer_metadata(self.model, self.settings)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save :attr:`best_image` to ``path`` with the network's label and the settings in its metadata.
+
+        PNG keeps them as text chunks, JPEG/WebP/TIFF as EXIF (see
+        :func:`artlab.images.save_image`); :func:`artlab.images.read_image_metadata` reads them back.
+        """
+        image = self.best_image
+        if image is None:
+            raise ValueError("nothing to save yet: iterate the run (or call result()) first")
+        return save_image(image, path, metadata=self.metadata)
 
 
 def stylize(content: object, styles: object, model: Backbone | None = None,
@@ -634,8 +664,17 @@ def stylize(content: object, styles: object, model: Backbone | None = None,
 
 
 def transfer(content: object, styles: object, model: Backbone | None = None,
-             settings: TransferSettings | None = None, **overrides: object) -> Tensor:
+             settings: TransferSettings | None = None, *, progress: bool | None = None,
+             **overrides: object) -> Tensor:
     """Run :func:`stylize` to the end and return the result (1×3×H×W, CPU).
+
+    A run takes seconds to minutes (300 L-BFGS steps at 512 px: several minutes on a
+    laptop CPU), so it shows a progress bar with the steps, an ETA and the current loss
+    (one bar over all scales): ``progress=None`` (default) shows it in notebooks and
+    terminals, ``False`` never (:func:`artlab.runs.wants_progress`; ``ARTLAB_PROGRESS=0``
+    turns it off for a whole program). To save the result with the network's label in
+    the file, use ``run = stylize(...); run.result(); run.save("out.png")``, or pass
+    ``metadata=transfer_metadata(model, settings)`` to :func:`artlab.images.save_image`.
 
     Interrupted (Ctrl+C, or Jupyter's stop button) after at least one step: returns the
     best image so far instead of losing the work, with a ``UserWarning`` saying how many
@@ -647,7 +686,7 @@ def transfer(content: object, styles: object, model: Backbone | None = None,
     """
     run = stylize(content, styles, model, settings, **overrides)
     try:
-        return run.result()
+        return run.result(progress=progress)
     except KeyboardInterrupt:
         image = run.best_image
         if not run.history or image is None:
@@ -660,3 +699,16 @@ def transfer(content: object, styles: object, model: Backbone | None = None,
             UserWarning, stacklevel=2,
         )
         return image
+
+
+def transfer_metadata(model: Backbone, settings: TransferSettings | None = None) -> dict[str, str]:
+    """The metadata a saved style-transfer result carries: the network's label, "style transfer" and
+    the settings in short JSON (:meth:`TransferSettings.summary`), for :func:`artlab.images.save_image`.
+
+    Why: a picture made with a random-weight network looks like one made with a trained
+    one; the file itself should say which it was.
+    """
+    if not isinstance(model, Backbone):
+        raise TypeError(f"model must be an artlab Backbone, got {type(model).__name__}")
+    summary = settings.for_model(model).summary() if settings is not None else None
+    return result_metadata(model.label, kind="style transfer", settings=summary)

@@ -160,6 +160,24 @@ class TransferSettings:
         base = self.steps // self.scales
         return [base] * (self.scales - 1) + [self.steps - base * (self.scales - 1)]
 
+    def summary(self) -> dict[str, object]:
+        """The settings in short, JSON-ready form, for a saved result's metadata (``artlab:settings``).
+
+        Always the loss weights, size, steps and optimiser; any other field only when it
+        differs from its default. An image ``init`` (a warm start) is written as "image",
+        tuples as lists, a device as its name.
+        """
+        always = ("content_weight", "style_weight", "size", "steps", "optimizer")
+        defaults = TransferSettings()
+        shown: dict[str, object] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                shown[f.name] = "image"
+            elif f.name in always or value != getattr(defaults, f.name):
+                shown[f.name] = _plain(value)
+        return shown
+
     def replace(self, **changes: object) -> TransferSettings:
         """A validated copy with some fields changed (unknown names are refused)."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
@@ -234,6 +252,19 @@ class TransferSettings:
         check_count(self.quick_start, "quick_start", 0)
         check_count(self.quick_size, "quick_size")
         return self
+
+
+def _plain(value: object) -> object:
+    """A settings value as JSON knows it: tuples as lists, mappings as dicts, devices and others as text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
 
 
 def resolve_settings(settings: TransferSettings | None, overrides: Mapping[str, object]) -> TransferSettings:

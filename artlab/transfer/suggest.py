@@ -47,14 +47,22 @@ def suggest_styles(content: object, candidates: object, model: Backbone | None =
     patch has an exact counterpart): styles whose local structures can redraw the
     content rank first (the patch matching of Li & Wand 2016, used as a score).
 
-    candidates: an :class:`artlab.data.Collection` (keys are the items' paths), a
-    list of images or paths, or an N×3×H×W batch (keys are indices).
+    candidates: a folder (str or Path; read with :meth:`Collection.from_folder`, so class
+    subfolders and a metadata CSV work, and unreadable files are skipped), an
+    :class:`artlab.data.Collection` (for both, keys are the images' paths), a list of
+    images or paths, or an N×3×H×W batch (keys are indices).
     """
     k = check_count(k, "k")
     if model is None:
         model = best_backbone()  # ImageNet VGG-19 if cached, else the bundled EfficientNet-Lite0
     style = model.spec.style_layers
     layer = model.resolve_layer(layer if layer is not None else style[len(style) // 2] if style else "")
+    if isinstance(candidates, (str, Path)):
+        folder = Path(candidates).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"candidates: {folder} is not a folder (give a folder of images, a Collection, "
+                             "a list of images or paths, or an N×3×H×W batch)")
+        candidates = Collection.from_folder(folder)
     if isinstance(candidates, Collection):
         keys: list[int | Path] = list(candidates.paths)
         sources: list[object] = list(keys)
@@ -63,7 +71,7 @@ def suggest_styles(content: object, candidates: object, model: Backbone | None =
     elif isinstance(candidates, (list, tuple)):
         keys, sources = list(range(len(candidates))), list(candidates)
     else:
-        raise TypeError("candidates must be a Collection, a list of images or paths, or an N×3×H×W batch, "
+        raise TypeError("candidates must be a folder, a Collection, a list of images or paths, or an N×3×H×W batch, "
                         f"got {type(candidates).__name__}")
     if not sources:
         raise ValueError("no candidate styles given")

@@ -37,6 +37,8 @@ from .feature_tiles import colour_ranges, overlay_figure, shrink_map, tile_grid,
 __all__ = ["ActivationExplorer"]
 
 LOOKS = ("grid", "mosaic")
+#: the space between the images' columns in the mosaic look
+COLUMN_GAP = "24px"
 
 
 def _named_images(painting, photo, names) -> tuple[tuple[str, ...], list[Tensor]]:
@@ -144,7 +146,9 @@ class ActivationExplorer(W.VBox):
         self.grid = self.detail = None
         self.views = {name: png_image() for name in self.names}
         self.captions = {name: W.HTML() for name in self.names}
-        columns = [W.VBox([W.HTML(f"<b>{name}</b>"), png_image(image, "160px"), self.views[name], self.captions[name]])
+        # a gutter between the images' columns: side by side, one's mosaic ran into the next one's
+        columns = [W.VBox([W.HTML(f"<b>{name}</b>"), png_image(image, "160px"), self.views[name], self.captions[name]],
+                          layout=W.Layout(margin=f"0 {COLUMN_GAP} 0 0"))
                    for name, image in zip(self.names, self.images)]
         return [W.HBox([self.layer, self.k]), W.HBox([self.mode, self.scale]), W.HBox(columns),
                 model_badge(self.model)]

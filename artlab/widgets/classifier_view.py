@@ -21,10 +21,10 @@ import plotly.graph_objects as go
 
 from artlab.embed.browse import check_embeddings
 
-from .kit import RED, figure_widget, model_badge
+from .kit import MUTED, RED, figure_widget, model_badge
 from .thumbnails import ThumbnailStore, short_name, thumbnail_grid_html
 
-__all__ = ["ClassifierView"]
+__all__ = ["ClassifierView", "report_table_html"]
 
 
 def _labels(values) -> np.ndarray:
@@ -104,7 +104,8 @@ class ClassifierView(W.VBox):
         self.cell_title = W.HTML("")
         self.grid = W.HTML("")
         self.report = W.HTML(self._report_html())
-        self.heatmap = self._make_heatmap(height or max(320, 40 * k + 140))
+        # a width of its own: sized by the page, the plot was drawn wider than its box and lost its last column
+        self.heatmap = self._make_heatmap(height or max(320, 40 * k + 140), max(420, 60 * k + 190))
 
         self.scale.observe(lambda _c: self._draw_heatmap(), names="value")
         for control in (self.true_class, self.predicted_class):
@@ -114,7 +115,8 @@ class ClassifierView(W.VBox):
         badge = model_badge(SimpleNamespace(label=embeddings.model_label, pretrained=bool(embeddings.pretrained)))
         super().__init__([
             badge,
-            W.HBox([W.Box([self.heatmap], layout=W.Layout(flex="1 1 auto", min_width="0")), self.report]),
+            W.HBox([W.Box([self.heatmap], layout=W.Layout(flex="0 0 auto")), self.report],
+                   layout=W.Layout(flex_flow="row wrap")),  # a narrow page puts the report under the matrix
             W.HBox([self.true_class, self.predicted_class, self.scale]),
             self.cell_title,
             self.grid,
@@ -137,9 +139,9 @@ class ClassifierView(W.VBox):
         return np.flatnonzero((self.truth == str(true)) & (self.predicted == str(predicted))).tolist()
 
     # ------------------------------------------------------------------ views
-    def _make_heatmap(self, height: int) -> go.FigureWidget:
+    def _make_heatmap(self, height: int, width: int) -> go.FigureWidget:
         fig = figure_widget(go.Figure(layout={
-            "height": height, "margin": {"t": 60, "b": 60, "l": 110, "r": 20},
+            "height": height, "width": width, "margin": {"t": 70, "b": 60, "l": 110, "r": 20},
             "xaxis": {"title": {"text": "predicted class"}, "side": "bottom", "tickangle": -35},
             "yaxis": {"title": {"text": "true class"}, "autorange": "reversed"},
             "title": {"font": {"size": 13}},
@@ -156,7 +158,9 @@ class ClassifierView(W.VBox):
         label = html.escape(self.embeddings.model_label)
         if not self.embeddings.pretrained:
             label = f'<span style="color:{RED}">{label} — random weights</span>'
-        return f"linear probe confusion ({self.scale.value}) · accuracy {self.result.accuracy:.1%} · {label}"
+        # two lines: on one, the label ran past the figure's edge beside the report
+        return (f"linear probe confusion ({self.scale.value}) · accuracy {self.result.accuracy:.1%}"
+                f'<br><span style="font-size:11px">{label}</span>')
 
     def _draw_heatmap(self) -> None:
         counts = self.confusion.astype(float)
@@ -217,9 +221,47 @@ class ClassifierView(W.VBox):
             "per fold: " + ", ".join(f"{a:.0%}" for a in r.fold_accuracies),
         ]
         parts += [f'<span style="color:#a66">{html.escape(str(n))}</span>' for n in r.notes]
-        report = r.report
-        table = ""
-        if isinstance(report, pd.DataFrame):
-            table = ('<div style="font-size:11px;max-height:360px;overflow:auto">'
-                     + report.to_html(float_format=lambda v: f"{v:.2f}", escape=True) + "</div>")
-        return ('<div style="padding-left:12px;min-width:280px">' + "<br>".join(parts) + table + "</div>")
+        table = report_table_html(r.report) if isinstance(r.report, pd.DataFrame) else ""
+        return ('<div style="padding-left:16px;min-width:300px;line-height:1.5">' + "<br>".join(parts)
+                + table + "</div>")
+
+
+#: cell padding of the per-class report: room between the columns, rows a finger apart
+CELL = "padding:3px 10px;white-space:nowrap"
+
+
+def report_table_html(report: pd.DataFrame) -> str:
+    """The per-class report (precision, recall, f1, support per row) as a readable HTML table.
+
+    pandas' ``to_html`` packs the cells edge to edge with a border on each; here the class names are
+    left-aligned, the numbers right-aligned in tabular figures with padding between the columns, a
+    rule under the header and above the averages, support as whole numbers, escaped throughout.
+    scikit-learn's "accuracy" row repeats the accuracy in every column: it is shown as its text
+    report shows it, under f1-score, with the number of images as support.
+    """
+    columns = [str(c) for c in report.columns]
+    total = int(round(report["support"].max())) if "support" in columns else None
+    head = "".join(f'<th style="{CELL};text-align:right">{html.escape(c)}</th>' for c in columns)
+    rows, ruled = [], False
+    for name, values in report.iterrows():
+        name = str(name)
+        summary = name in ("accuracy", "macro avg", "weighted avg", "micro avg")
+        texts = []
+        for col, v in zip(columns, values.tolist()):
+            if name == "accuracy" and col != "f1-score":
+                texts.append(str(total) if col == "support" and total is not None else "")
+            elif col == "support":
+                texts.append(str(int(round(float(v)))))
+            else:
+                texts.append(f"{v:.2f}" if isinstance(v, float) else html.escape(str(v)))
+        cells = "".join(f'<td style="{CELL};text-align:right">{t}</td>' for t in texts)
+        style = ""
+        if summary:
+            style = f' style="{"" if ruled else "border-top:1px solid #ccc;"}color:{MUTED}"'
+            ruled = True
+        rows.append(f'<tr{style}><th style="{CELL};text-align:left;font-weight:normal">{html.escape(name)}</th>'
+                    f"{cells}</tr>")
+    return ('<div style="font-size:12px;max-height:360px;overflow:auto;margin-top:8px">'
+            '<table style="border-collapse:collapse;font-variant-numeric:tabular-nums">'
+            f'<thead><tr style="border-bottom:1px solid #999"><th style="{CELL}"></th>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')

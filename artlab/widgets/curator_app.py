@@ -4,8 +4,10 @@
 :mod:`artlab.explore`). On first use it embeds the folder with
 :func:`artlab.embed.embed` in a background thread, showing a progress bar fed by
 embed's ``on_progress(stage, done, total)`` callback, so the page is usable (and tells what it is
-doing) from the start; embeddings are cached on disk, so the next launch goes
-straight to the :class:`~artlab.widgets.embedding_map.EmbeddingMap`.
+doing) from the start; embeddings and the map's layout are cached on disk, so the next launch
+goes straight to the :class:`~artlab.widgets.embedding_map.EmbeddingMap` in its final layout
+(without importing umap). The main view speaks to curators (pictures, folders, "most alike");
+the network, layer, pooling, cache folders and timings sit behind a "Details" disclosure.
 
 The steps are public methods — :meth:`CuratorApp.load`, :meth:`CuratorApp.compute`,
 :meth:`CuratorApp.show_map` — which :meth:`CuratorApp.run` chains and
@@ -18,15 +20,17 @@ import html
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import ipywidgets as W
 
 from artlab import embed as embedding
-from artlab.data import Collection
+from artlab.data import Collection, label_source
 from artlab.embed import maps
 from artlab.models import Backbone, backbone
 
 from .kit import RED, BackgroundRun, model_badge
+from .map_figure import HOW_TO_READ
 
 __all__ = ["CuratorApp"]
 
@@ -47,7 +51,11 @@ class CuratorApp(W.VBox):
     :class:`~artlab.models.Backbone`. ``layer``, ``pooling``, ``size``,
     ``batch_size``, ``cache_dir`` and ``device`` go to :func:`artlab.embed.embed`;
     ``seed``, ``csv_path`` (where "Export CSV" writes) and ``map_options`` to the
-    ``EmbeddingMap``. The page's "CSV file" box is editable, so exports are confined to
+    ``EmbeddingMap``, whose UMAP layout is kept next to the embeddings (``<cache_dir>/layouts``).
+    ``label``: what the points are coloured by at first: a folder level (``2`` or ``"2"``: the second
+    folder level, ``-1``: the folder each picture is in) or a metadata column (``"artist"``,
+    ``"folder_2"``); default: :meth:`Collection.from_folder`'s label. The page's "colour by" offers
+    every folder level and column anyway. The page's "CSV file" box is editable, so exports are confined to
     ``csv_dir`` (default: the folder of ``csv_path``, else the current directory): a
     path outside it is refused with a message in the page. With ``start=True`` the work runs in a
     daemon thread at once; otherwise call :meth:`run` (or the steps) yourself.
@@ -74,16 +82,19 @@ class CuratorApp(W.VBox):
         map_options: dict | None = None,
         start: bool = True,
         warm_up: bool = True,
+        label: str | int | None = None,
     ) -> None:
         self.folder = Path(folder).expanduser()
+        self.label_options = label_source(label)
         self.model_spec = model
         self.weights, self.seed, self.device = weights, seed, device
         self.embed_options = {"layer": layer, "pooling": pooling, "size": int(size), "batch_size": int(batch_size),
                               "cache_dir": cache_dir, "device": device}
         if csv_dir is None:  # the folder the user chose for the export (explore: --csv, or where it ran)
             csv_dir = Path(csv_path).expanduser().absolute().parent if csv_path is not None else Path.cwd()
+        layouts = Path(cache_dir if cache_dir is not None else embedding.default_cache_dir()).expanduser() / "layouts"
         self.map_options = {"seed": seed, **({"csv_path": str(csv_path)} if csv_path is not None else {}),
-                            "csv_dir": str(csv_dir), **(map_options or {})}
+                            "csv_dir": str(csv_dir), "layout_cache": layouts, **(map_options or {})}
         self.warm_up = warm_up
         self.collection: Collection | None = None
         self.model: Backbone | None = None
@@ -103,12 +114,19 @@ class CuratorApp(W.VBox):
                                       layout=W.Layout(width="420px"))
         self.status = W.HTML("<i>starting…</i>")
         self.stop_button = W.Button(description="Stop", icon="stop", layout=W.Layout(width="auto"),
-                                    tooltip="stop embedding; what is done stays cached for the next launch")
+                                    tooltip="stop; the pictures looked at so far are remembered for the next launch")
         self.stop_button.on_click(lambda _b: self.cancel())
         self.progress_row = W.HBox([self.progress, self.stop_button, self.status])
         self.notes = W.HTML()
         self.body = W.VBox()
-        super().__init__([self.header, self.badge, self.progress_row, self.notes, self.body])
+        self.how_to_read = W.HTML(f'<details open class="artlab-how-to-read"><summary><b>How to read this map</b>'
+                                  f'</summary><p style="max-width:60em;margin:4px 0 8px">{HOW_TO_READ}</p></details>')
+        self.details_html = W.HTML()
+        self.details = W.Accordion(children=[self.details_html], selected_index=None)
+        self.details.set_title(0, "Details (network, layer, caches, timings)")
+        self.details.add_class("artlab-details")
+        self._details: dict[str, str] = {}
+        super().__init__([self.header, self.badge, self.progress_row, self.notes, self.body, self.details])
         self.add_class("artlab-curator-app")
         if start:
             self.start()
@@ -145,21 +163,19 @@ class CuratorApp(W.VBox):
     def load(self) -> tuple[Collection, Backbone]:
         """Read the folder and build the model (its label goes into the header at once)."""
         self.stage = "loading"
-        self._set_status(f"reading {html.escape(str(self.folder))}…")
-        self.collection = Collection.from_folder(self.folder)
+        self._set_status("reading the folder…")
+        self.collection = Collection.from_folder(self.folder, **self.label_options)
         if isinstance(self.model_spec, Backbone):
             self.model = self.model_spec
         else:
-            self._set_status(f"building {html.escape(str(self.model_spec))}…")
+            self._set_status("preparing the network that looks at the pictures…")
             self.model = backbone(self.model_spec, weights=self.weights, seed=self.seed,
                                   device=self.device or "cpu")
-            if self.model.note != f"Using {self.model.label}.":  # which network best_backbone chose, and why
-                self._add_notes([self.model.note])
-        if self.warm_up:  # compile UMAP's numba code while the images are embedded
-            maps.warm_up_umap(background=True)
-        self.badge.value = model_badge(self.model).value
+        # the network's name (red for random weights) on the page; which one was chosen, and why, in Details
+        self.badge.value = model_badge(SimpleNamespace(label=self.model.label, pretrained=self.model.pretrained)).value
+        self._detail("network", f"{self.model.label}. {getattr(self.model, 'note', '')}")
         self.progress.max = max(1, len(self.collection))
-        self._set_status(f"{len(self.collection)} images found")
+        self._set_status(f"{len(self.collection)} pictures found")
         return self.collection, self.model
 
     def compute(self):
@@ -171,15 +187,21 @@ class CuratorApp(W.VBox):
         t0 = time.perf_counter()
         # looked up at call time (artlab.embed.embed), so a test harness can wrap it
         self.embeddings = embedding.embed(self.collection, self.model, on_progress=self._on_progress,
-                                          **self.embed_options)
+                                          progress=False, **self.embed_options)  # the page has its own bar
         self.seconds["embed"] = time.perf_counter() - t0
         self.progress.value = self.progress.max
         self.progress.bar_style = "success"
         emb = self.embeddings
         self._add_notes(list(emb.notes))  # skipped files, duplicates, random weights, cache problems
-        fresh = f"{emb.n_computed} computed in {self.seconds['embed']:.1f} s"
-        self._set_status(f"{len(emb)} images embedded ({fresh}, {emb.n_cached} from the cache; "
-                         "the next launch opens at once)")
+        cache = self.embed_options["cache_dir"] or embedding.default_cache_dir()
+        self._detail("features", f"layer {emb.layer}, {emb.pooling} pooling, pictures resized to {emb.size} px: "
+                                 f"{emb.vectors.shape[1]} numbers per picture")
+        self._detail("embeddings", f"{emb.n_computed} computed in {self.seconds['embed']:.1f} s, {emb.n_cached} "
+                                   f"read from the cache in {cache}")
+        fresh, kept = emb.n_computed, emb.n_cached
+        self._set_status(f"{len(emb)} pictures: " + ("all remembered from an earlier launch" if not fresh else
+                         "all looked at now" if not kept else
+                         f"{fresh} new ones looked at now, {kept} remembered from an earlier launch"))
         return self.embeddings
 
     def show_map(self):
@@ -190,11 +212,15 @@ class CuratorApp(W.VBox):
             self.compute()
         self.stage = "mapping"
         done = self.status.value
-        self._set_status(f"{len(self.embeddings)} images embedded; laying out the map…")
+        self._set_status(f"{len(self.embeddings)} pictures ready; arranging the map…")
         t0 = time.perf_counter()
         self.map = EmbeddingMap(self.collection, self.embeddings, **self.map_options)
         self.seconds["map"] = time.perf_counter() - t0
-        self.body.children = (self.map,)
+        shown = self.map.shown_method
+        self._detail("map", f"{'UMAP layout read from' if shown == 'umap' else 'layouts are kept in'} "
+                            f"{self.map_options.get('layout_cache') or '(nowhere)'}; opened in "
+                            f"{self.seconds['map']:.1f} s")
+        self.body.children = (self.how_to_read, self.map)
         self.progress.layout.display = self.stop_button.layout.display = "none"
         self.status.value = done  # back to the embedding summary
         self.badge.layout.display = "none"  # the map carries the model label itself
@@ -212,9 +238,17 @@ class CuratorApp(W.VBox):
     def _on_progress(self, _stage: str, done: int, total: int) -> None:
         if self._worker.stopping:
             raise _Cancelled()
+        if self.warm_up and done < total:  # pictures to look at: compile UMAP's numba code meanwhile (a
+            maps.warm_up_umap(background=True)  # launch on cached pictures and layout never imports umap)
         self.progress.max = max(1, int(total))
         self.progress.value = min(int(done), self.progress.max)
-        self._set_status(f"embedding {done} / {total} images…")
+        self._set_status(f"looking at the pictures: {done} / {total}…")
+
+    def _detail(self, what: str, text: str) -> None:
+        """Put a technical detail (network, layer, caches, timings) into the Details disclosure."""
+        self._details[what] = text
+        self.details_html.value = "".join(f"<div><b>{html.escape(k)}</b>: {html.escape(v)}</div>"
+                                          for k, v in self._details.items())
 
     def _set_status(self, text: str, kind: str = "info") -> None:
         colour = {"info": "#333", "warning": "#b9770e", "error": RED}[kind]

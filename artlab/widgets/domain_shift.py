@@ -4,7 +4,9 @@ Per-layer curves of each measure in :func:`artlab.activations.domain_shift`
 (Fréchet distance, KID, MMD², linear-probe accuracy) with their confidence bands.
 Picking a layer (click a point, or the ``layer`` dropdown) lists the channels whose
 mean activation differs most between the sets and shows, for each, the maps of the
-images of each set that drive it hardest. All figures update in place.
+images of each set that drive it hardest. A negative KID/MMD² or a probe below chance is
+marked, with a plain explanation (tooltip and footnote): no detectable difference, not an
+error. All figures update in place.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from artlab.activations import ActivationCache, DomainShift, domain_shift, example_maps
+from artlab.activations.statistics import reading_note
 from artlab.models import Backbone
 
 from .kit import figure_widget, model_badge
@@ -43,6 +46,12 @@ def _thumb(fmap: Tensor, max_side: int) -> np.ndarray:
         scale = max_side / max(h, w)
         fmap = F.adaptive_avg_pool2d(fmap[None, None], (max(1, round(h * scale)), max(1, round(w * scale))))[0, 0]
     return fmap.numpy().astype(np.float32)
+
+
+def _reading_html(measure: str, value: float, sep: str = "<br>") -> str:
+    """``sep`` and the plain reading of a value that looks wrong but is not (a tooltip line); "" for others."""
+    text = reading_note(measure, value)
+    return sep + html.escape(text).replace(" (", sep + "(") if text else ""
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -136,8 +145,9 @@ class DomainShiftView(W.VBox):
                             mode="lines", fillcolor=_rgba(COLOURS[measure], 0.2), line={"width": 0},
                             hoverinfo="skip", showlegend=False, name=f"{measure} CI", row=1, col=col)
             p = rows["p_value"].to_numpy(float) if "p_value" in rows else np.full(len(x), np.nan)
+            values = rows["value"].to_numpy(float)
             hover = [f"{layer}<br>{v:.4g} [{a:.4g}, {b:.4g}]" + ("" if np.isnan(pv) else f"<br>p = {pv:.3g}")
-                     for layer, v, a, b, pv in zip(x, rows["value"].to_numpy(float), lo, hi, p)]
+                     + _reading_html(measure, v) for layer, v, a, b, pv in zip(x, values, lo, hi, p)]
             fig.add_scatter(x=x, y=rows["value"].to_numpy(float), mode="lines+markers", name=measure,
                             line={"color": COLOURS[measure]}, marker={"size": 8}, text=hover,
                             hovertemplate="%{text}<extra></extra>", showlegend=False, row=1, col=col)
@@ -270,7 +280,7 @@ class DomainShiftView(W.VBox):
                 + frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0))
 
     def _numbers_html(self, layer: str) -> str:
-        rows, table = [], self.shift.table
+        rows, table, readings = [], self.shift.table, {}
         for current in self.layers:
             cells = [f"<td>{html.escape(current)}</td>"]
             for measure in self.measures:
@@ -282,13 +292,17 @@ class DomainShiftView(W.VBox):
                 text = f"{r['value']:.4g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
                 if measure == "mmd" and not np.isnan(r.get("p_value", np.nan)):
                     text += f" p={r['p_value']:.3g}"
-                cells.append(f"<td>{text}</td>")
+                reading = reading_note(measure, r["value"])  # marked, explained in a tooltip and a footnote
+                readings[reading] = None
+                cells.append(f'<td title="{html.escape(reading)}">{text}{" *" if reading else ""}</td>')
             style = ' style="font-weight:bold;background:#eef"' if current == layer else ""
             rows.append(f"<tr{style}>{''.join(cells)}</tr>")
         head = "".join(f"<th>{MEASURE_TITLES[m]}</th>" for m in self.measures)
         n = self.shift.table.iloc[0]
+        notes = "".join(f"<div style='font-size:smaller;color:#555'>* {html.escape(t)}</div>" for t in readings if t)
         return (f"<b>{html.escape(self.names[0])} (n={int(n['n_a'])}) vs {html.escape(self.names[1])} "
-                f"(n={int(n['n_b'])})</b>, value [CI]: <table><tr><th>layer</th>{head}</tr>{''.join(rows)}</table>")
+                f"(n={int(n['n_b'])})</b>, value [CI]: <table><tr><th>layer</th>{head}</tr>{''.join(rows)}</table>"
+                + notes)
 
     def _notes_html(self) -> str:
         """The result's notes (resizing, skipped files, receptive fields) and, folded, each number's caveats."""

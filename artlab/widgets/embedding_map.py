@@ -1,19 +1,17 @@
 """EmbeddingMap: a whole collection on one map, one point per image.
 
-A plotly WebGL scatter of the embeddings' 2-D (or 3-D) map (UMAP, PCA or t-SNE),
-coloured by any metadata column. Hovering a point shows its thumbnail, a box or
-lasso selection fills a thumbnail grid and a table (exportable to CSV), the search
-box selects the points whose path or metadata contain a text, and clicking a point
-shows its nearest neighbours in embedding space (:func:`artlab.embed.nearest`).
-
+A plotly WebGL scatter of the embeddings' 2-D (or 3-D) map (UMAP, PCA or t-SNE), coloured by
+any metadata column. Hovering a point shows its thumbnail, a box or lasso selection fills a
+thumbnail grid and a table (exportable to CSV), the search box selects the points whose path or
+metadata contain a text, and clicking a point shows the images the network finds most alike
+(:func:`artlab.embed.nearest`: centred cosine, shown as "closer than 97% of the others").
 The widget reads its controls, asks the core (:class:`artlab.embed.browse.MapTable`,
-:class:`artlab.embed.maps.Layouts`) and changes its figure in place
-(:mod:`~artlab.widgets.map_figure`; built for 20,000 points). Thumbnails are small JPEGs
-made once per image in a background thread (:class:`~artlab.widgets.thumbnails.ThumbnailStore`).
+:class:`artlab.embed.maps.Layouts`) and changes its figure in place (:mod:`~artlab.widgets.map_figure`;
+built for 20,000 points). Thumbnails are made in a background thread (:class:`ThumbnailStore`).
 
-UMAP's first fit in a kernel spends ~17 s compiling (numba). When the map opens
-with ``method="umap"`` and no ``coords``, it shows PCA at once, compiles and fits
-UMAP in a background thread, and moves the points to the UMAP layout when ready.
+UMAP's first fit in a kernel spends ~17 s compiling (numba). With ``method="umap"`` and no
+``coords`` the map opens on a layout cached by an earlier run (``layout_cache``), or else shows
+PCA while UMAP is compiled and fitted in a background thread, and moves the points when ready.
 """
 
 from __future__ import annotations
@@ -33,17 +31,17 @@ from artlab.embed import maps
 from artlab.embed.browse import MAX_COLOURS, ExportPathError, MapTable
 
 from .kit import BackgroundRun, error_html, guarded, model_badge
-from .map_figure import (METHOD_TITLES, colour_points, highlight, hover_caption, map_figure, map_title, move_points,
-                         place_overlays)
+from .map_figure import (METHOD_TITLES, NEIGHBOURS_HINT, PREVIEW_PLACEHOLDER, colour_options, colour_points,
+                         highlight, hover_caption, map_figure, map_title, method_options, move_points,
+                         neighbour_grid_html, place_overlays)
 from .selection_panel import SelectionPanel
-from .thumbnails import ThumbnailStore, neighbours_html, short_name, short_names, thumbnail_bytes, thumbnail_grid_html
+from .thumbnails import ThumbnailStore, short_name, short_names, thumbnail_bytes, thumbnail_grid_html
 
-# ThumbnailStore and its helpers live in .thumbnails now; still importable from here
 __all__ = ["MAX_COLOURS", "EmbeddingMap", "ExportPathError", "ThumbnailStore", "short_name", "thumbnail_bytes",
            "thumbnail_grid_html"]
 
 METHODS = maps.METHODS
-UMAP_COMPILE_NOTE = "first UMAP in this kernel: compiling, ~17 s"
+UMAP_COMPILE_NOTE = "preparing the similarity map (UMAP; the first in this session compiles for ~17 s)"
 _GREY = '<i style="color:#777">{}</i>'
 
 
@@ -58,7 +56,8 @@ class EmbeddingMap(W.VBox):
     made in a background thread (``thumb_side`` px). ``csv_path``: the export file.
     ``csv_dir``: when given, every export (the "CSV file" box is editable in the page)
     must be a ``.csv`` file inside that folder, relative paths being relative to it;
-    others are refused with a message next to the button.
+    others are refused with a message next to the button. ``layout_cache``: a folder (or a
+    :class:`~artlab.embed.maps.LayoutCache`) keeping UMAP/t-SNE layouts for the next time (None: none).
 
     Controls (set them from code as a user does): ``method``, ``color``, ``search``,
     ``k_slider``, ``csv_file``, ``export_button``, ``clear_button``. Actions the plot
@@ -72,7 +71,7 @@ class EmbeddingMap(W.VBox):
                  thumbnails: Sequence[bytes | str | None] | ThumbnailStore | None = None, thumb_side: int = 96,
                  grid_max: int = 60, table_max: int = 200, csv_path: str | os.PathLike = "embedding_selection.csv",
                  csv_dir: str | os.PathLike | None = None, height: int = 600, point_size: float | None = None,
-                 projection_kwargs: dict | None = None) -> None:
+                 projection_kwargs: dict | None = None, layout_cache: str | os.PathLike | None = None) -> None:
         self.map_table = MapTable(embeddings, collection)
         if method not in METHODS:
             raise ValueError(f"method={method!r}; use one of {', '.join(METHODS)}")
@@ -85,18 +84,18 @@ class EmbeddingMap(W.VBox):
             raise ValueError(f"the ThumbnailStore has {len(thumbnails)} images, the embeddings {self.n}")
         self.thumbs = thumbnails if isinstance(thumbnails, ThumbnailStore) else ThumbnailStore(
             self.meta["path"], side=thumb_side, thumbnails=thumbnails)
-        self.layouts = maps.Layouts(embeddings, dims, seed, given=coords, **(projection_kwargs or {}))
-        self._runs: dict[str, BackgroundRun] = {}  # one worker per projection method
-        self._pending: set[str] = set()  # methods being computed in the background
+        self.layouts = maps.Layouts(embeddings, dims, seed, given=coords, cache=layout_cache,
+                                    **(projection_kwargs or {}))
+        self._runs, self._pending = {}, set()  # one BackgroundRun per projection method; methods being computed
         self._lock, self._status = threading.RLock(), {}
         self.selection, self.query, self.neighbours = np.zeros(0, dtype=int), None, pd.DataFrame()
-        self.saved: Path | None = None
-        self.shown_method, self._hovered, self._outline = "", None, False  # _outline: a box/lasso drawn in the plot
+        self.saved: Path | None = None  # _outline: a box/lasso drawn in the plot
+        self.shown_method, self._hovered, self._outline = "", None, False
 
         first = "given" if coords is not None else method
-        self.method = W.Dropdown(options=(["given"] if coords is not None else []) + list(METHODS), value=first,
-                                 description="projection")
-        self.color = W.Dropdown(options=self.columns, value=color_by, description="colour by")
+        self.method = W.Dropdown(options=method_options((["given"] if coords is not None else []) + list(METHODS)),
+                                 value=first, description="layout")
+        self.color = W.Dropdown(options=colour_options(self.columns), value=color_by, description="colour by")
         self.search = W.Text(value="", placeholder="text in path or metadata, Enter", description="search",
                              continuous_update=False)
         self.k_slider = W.IntSlider(value=k, min=1, max=max(1, min(32, self.n - 1)), description="neighbours")
@@ -107,19 +106,24 @@ class EmbeddingMap(W.VBox):
         self.grid, self.table, self.selection_title, self.export_status = p.grid, p.table, p.title, p.export_status
         self.status, self.error = W.HTML(""), W.HTML("")
         side = f"{max(thumb_side, 128)}px"
-        self.preview = W.Image(format="jpeg", layout=W.Layout(width=side, height=side, object_fit="contain"))
+        # hidden until there is a picture (an empty image is a broken-image icon): a neutral box meanwhile
+        self.preview = W.Image(format="jpeg", layout=W.Layout(width=side, height=side, object_fit="contain",
+                                                               display="none"))
+        self.preview_placeholder = W.HTML(PREVIEW_PLACEHOLDER.format(side=side))
         self.preview_caption = W.HTML(_GREY.format("hover a point"), layout=W.Layout(width="220px"))
-        self.neighbour_grid = W.HTML(_GREY.format("click a point to see its nearest neighbours"))
+        self.neighbour_grid = W.HTML(_GREY.format("click a point to see the images most like it"))
 
         self._point_size = point_size or (8 if self.n <= 2000 else 5 if self.n <= 10000 else 3)
         hover = short_names(self.meta["path"]) + "<br>" + self.meta["label"].fillna("").astype(str)
         self.figure = map_figure(hover.tolist(), dims, height, self._point_size)
         colour_points(self.figure, self.map_table.colouring(color_by))
-        if first != "given":  # PCA at once; a slower method in the background, the points move when it is ready
+        shown = first  # given coordinates, or a layout cached by an earlier run: shown at once
+        if first != "given" and not self.layouts.from_cache(first):
+            shown = "pca"  # PCA at once; a slower method in the background, the points move when it is ready
             self.layouts.compute("pca")
             if first != "pca":
                 self._compute_async(first)
-        self._show_coords("given" if first == "given" else "pca")
+        self._show_coords(shown)
 
         self.method.observe(lambda c: self._guard(lambda: self._on_method(c["new"])), names="value")
         self.color.observe(lambda _c: self._guard(self._apply_colour), names="value")
@@ -134,15 +138,13 @@ class EmbeddingMap(W.VBox):
             points.on_selection(lambda _t, pts, selector: self._guard(lambda: self._on_selection(pts, selector)))
             points.on_deselect(lambda _t, _p: self.clear_selection())
 
-        badge = model_badge(SimpleNamespace(label=embeddings.model_label,
-                                            pretrained=bool(getattr(embeddings, "pretrained", False))))
-        side_panel = W.VBox([W.HTML("<b>Hovered</b>"), self.preview, self.preview_caption],
+        badge = model_badge(SimpleNamespace(label=embeddings.model_label, pretrained=bool(embeddings.pretrained)))
+        side_panel = W.VBox([W.HTML("<b>Hovered</b>"), self.preview_placeholder, self.preview, self.preview_caption],
                             layout=W.Layout(width="240px", min_width="240px"))
         super().__init__([
             badge, W.HBox([self.method, self.color, self.search]), self.status, self.error,
             W.HBox([W.Box([self.figure], layout=W.Layout(flex="1 1 auto", min_width="0")), side_panel]),
-            W.HTML("<b>Nearest neighbours</b> (cosine similarity in embedding space)"), W.HBox([self.k_slider]),
-            self.neighbour_grid, self.panel,
+            W.HTML(NEIGHBOURS_HINT), W.HBox([self.k_slider]), self.neighbour_grid, self.panel,
         ], layout=W.Layout(width="100%"))
         self.thumbs.start(on_progress=lambda _stage, done, total: done < total and self._set_status(
             "thumbs", f"making thumbnails: {done:,}/{total:,}"), on_done=self._on_thumbs_done)
@@ -182,13 +184,13 @@ class EmbeddingMap(W.VBox):
             return
         self._pending.add(method)
         compiling = method == "umap" and not maps.umap_ready()
-        note = UMAP_COMPILE_NOTE if compiling else f"computing {METHOD_TITLES[method]} of {self.n:,} points"
-        self._set_status("projection", f"{note} — showing PCA until it is ready")
+        note = UMAP_COMPILE_NOTE if compiling else f"laying out {self.n:,} pictures ({METHOD_TITLES[method]})"
+        self._set_status("projection", f"{note} — a quick layout (PCA) is shown until it is ready")
         self._runs.setdefault(method, BackgroundRun(f"artlab-{method}")).start(lambda: self._compute(method))
 
     def _compute(self, method: str) -> None:
         started, title = time.perf_counter(), METHOD_TITLES[method]
-        compiled = f"UMAP compiled; fitting {self.n:,} points — showing PCA until it is ready"
+        compiled = f"UMAP prepared; laying out {self.n:,} pictures — a quick layout (PCA) is shown until then"
         try:
             self.layouts.compute(method, on_compiled=lambda: self._set_status("projection", compiled))
         except Exception as exc:  # noqa: BLE001 - say it in the widget; the PCA view stays usable
@@ -244,8 +246,10 @@ class EmbeddingMap(W.VBox):
         self._hovered = index = int(index)
         data = self.thumbs.get(index)
         if data is not None:
-            self.preview.format = "png" if data[:4] == b"\x89PNG" else "jpeg"
-        self.preview.value = data if data is not None else b""
+            self.preview.format, self.preview.value = ("png" if data[:4] == b"\x89PNG" else "jpeg"), data
+        # an empty image would be a broken-image icon: the neutral box instead
+        self.preview.layout.display, self.preview_placeholder.layout.display = ("none", None) if data is None \
+            else (None, "none")
         missing = None if data is not None else (
             "preview unavailable" if index in self.thumbs.failed else "thumbnail still being made")
         self.preview_caption.value = hover_caption(self.meta.iloc[index], missing)
@@ -262,7 +266,7 @@ class EmbeddingMap(W.VBox):
         return self.neighbours["index"].astype(int).tolist() if len(self.neighbours) else []
 
     def _draw_neighbours(self) -> None:
-        self.neighbour_grid.value = neighbours_html(self.thumbs, self.query, self.neighbours)
+        self.neighbour_grid.value = neighbour_grid_html(self.thumbs, self.query, self.neighbours)
 
     # ------------------------------------------------------------------ selection, search, export
     def _on_selection(self, points, selector) -> None:
@@ -312,7 +316,5 @@ class EmbeddingMap(W.VBox):
     def _export_clicked(self) -> None:
         try:
             self.export_csv()
-        except ExportPathError as exc:
-            self.panel.failed("export refused", exc)
         except Exception as exc:  # noqa: BLE001 - a bad path is shown, not lost in the log
-            self.panel.failed("export failed", exc)
+            self.panel.failed("export refused" if isinstance(exc, ExportPathError) else "export failed", exc)

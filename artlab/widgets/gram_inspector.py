@@ -64,14 +64,17 @@ class GramInspector(W.VBox):
         self.block_size = W.IntSlider(value=block, min=2, max=block, description="block size")
         self.block_start = W.IntSlider(value=0, min=0, max=0, description="block start")
         self.steps = W.IntSlider(value=60, min=5, max=500, step=5, description="steps")
-        self.run_button = W.Button(description="Synthesise texture", button_style="primary", icon="play")
+        # sized to its label: at ipywidgets' default width (148 px) it read "Synthesise tex…"
+        self.run_button = W.Button(description="Synthesise texture", button_style="primary", icon="play",
+                                   layout=W.Layout(width="auto", min_width="max-content"))
         self.stop_button = W.Button(description="Stop", icon="stop", disabled=True)
         self.status = W.HTML("")
         self.preview = png_image(width="200px")
 
         self.heatmaps = self._make_heatmaps()
         self.bars = figure_widget(go.Figure(layout={"height": 260, "margin": {"t": 40, "b": 40, "l": 50, "r": 10},
-                                            "title": "style distance per layer", "yaxis": {"type": "log"}}))
+                                            "title": "style distance per layer",
+                                            "yaxis": {"type": "log", "exponentformat": "power"}}))
         self.bars.add_bar(x=self.layers, y=[0.0] * len(self.layers), name="style distance")
 
         for control in (self.layer, self.normalize, self.sort):
@@ -125,12 +128,15 @@ class GramInspector(W.VBox):
     # ------------------------------------------------------------------ views
     def _make_heatmaps(self) -> go.FigureWidget:
         titles = (f"Gram {self.names[0]}", f"Gram {self.names[1]}", f"{self.names[0]} − {self.names[1]}")
-        fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.06)
+        fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.12)
         for col in (1, 2):
             fig.add_heatmap(z=[[0]], colorscale="Viridis", coloraxis="coloraxis", row=1, col=col)
-        fig.add_heatmap(z=[[0]], colorscale="RdBu", zmid=0, showscale=True, colorbar={"x": 1.02}, row=1, col=3)
+        fig.add_heatmap(z=[[0]], colorscale="RdBu", zmid=0, showscale=True,
+                        colorbar={"x": 1.01, "thickness": 12, "len": 0.9}, row=1, col=3)
+        # A's and B's shared colour bar in the gutter after B: at x=0.64 it lay over the difference map
         fig.update_layout(height=330, margin={"t": 40, "b": 20, "l": 30, "r": 60},
-                          coloraxis={"colorscale": "Viridis", "colorbar": {"x": 0.64, "len": 0.9}})
+                          coloraxis={"colorscale": "Viridis", "colorbar": {
+                              "x": fig.layout.xaxis2.domain[1] + 0.008, "thickness": 12, "len": 0.9}})
         for axis in ("yaxis", "yaxis2", "yaxis3"):
             fig.layout[axis].autorange = "reversed"
         return figure_widget(fig)  # built as a plain Figure first, then sent as one set of edits
@@ -157,14 +163,14 @@ class GramInspector(W.VBox):
                 trace.y = labels
             self.heatmaps.layout.coloraxis.cmin = float(min(a.min(), b.min()))
             self.heatmaps.layout.coloraxis.cmax = float(max(a.max(), b.max()))
-            self.heatmaps.layout.title = (f"{self.layer.value} · {self.normalize.value} · channels "
+            self.heatmaps.layout.title.text = (f"{self.layer.value} · {self.normalize.value} · channels "
                                           f"{start}–{start + a.shape[0] - 1} of {channels} ({self.sort.value})")
 
     def _draw_bars(self, _change=None) -> None:
         distance = style_distance(self.gram_set(0), self.gram_set(1), layers=self.layers)
         with self.bars.batch_update():
             self.bars.data[0].y = [distance.per_layer[layer] for layer in self.layers]
-            self.bars.layout.title = f"style distance per layer ({distance.normalize}); total {distance.total:.4g}"
+            self.bars.layout.title.text = f"style distance per layer ({distance.normalize}); total {distance.total:.4g}"
 
     # ------------------------------------------------------------------ texture synthesis
     def synthesis_steps(self):

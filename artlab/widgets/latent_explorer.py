@@ -16,7 +16,7 @@ from pathlib import Path
 import ipywidgets as W
 from torch import Tensor
 
-from artlab.images import save_image
+from artlab.images import result_metadata, save_image
 from artlab.stylegan.generate import Rendered, StyleMix, Truncation, as_truncation, class_label
 from artlab.stylegan.generate import render as core_render
 from artlab.stylegan.walks import class_mix_walk, save_walk, walk_w, walk_z
@@ -276,7 +276,8 @@ class LatentExplorer(W.VBox):
         """Write the image on show as PNG (at the generator's resolution) and show the path."""
         if self.image is None:
             raise ValueError("nothing to save yet")
-        path = save_image(self.image, free_name(self.output_dir.value, f"seed{self.seed.value}", ".png"))
+        path = save_image(self.image, free_name(self.output_dir.value, f"seed{self.seed.value}", ".png"),
+                          metadata=result_metadata(self.G.label, kind="StyleGAN image", settings={"seed": self.seed.value}))
         return self._saved(path, "PNG")
 
     def _export(self, suffix: str) -> Path:

@@ -19,12 +19,46 @@ import plotly.graph_objects as go
 from artlab.embed.browse import MAX_COLOURS, Colouring
 
 from .kit import RED, figure_widget
-from .thumbnails import short_name
+from .thumbnails import ThumbnailStore, short_name, thumbnail_grid_html
 
-__all__ = ["METHOD_TITLES", "OTHER_COLOUR", "PALETTE", "colour_points", "highlight", "hover_caption", "map_figure",
-           "map_title", "move_points", "place_overlays", "table_html"]
+__all__ = ["HOW_TO_READ", "METHOD_TITLES", "NEIGHBOURS_HINT", "OTHER_COLOUR", "PALETTE", "PREVIEW_PLACEHOLDER",
+           "colour_options", "colour_points", "column_words", "highlight", "hover_caption", "map_figure", "map_title",
+           "method_options", "move_points", "neighbour_grid_html", "place_overlays", "table_html"]
 
 METHOD_TITLES = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE", "given": "given coordinates"}
+#: what the layout menu offers, in words first (the method's name in brackets, for those who know it)
+METHOD_LABELS = {"umap": "by similarity (UMAP)", "pca": "main contrasts (PCA)", "tsne": "by similarity (t-SNE)",
+                 "given": "given coordinates"}
+#: The map's "how to read it", for curators: what a point, a distance, a colour and a cluster mean.
+HOW_TO_READ = (
+    "Each dot is one picture of the folder. A neural network trained to recognise objects in photographs "
+    "has looked at every picture and described it by the shapes, textures and colours it responds to; "
+    "pictures it describes alike sit close together. Clusters are groups it finds alike, whatever their "
+    "artist or title; distances across the map are only rough, and the axes have no meaning. "
+    "Colour the dots by a folder level or a column of your metadata to see whether your own categories "
+    "form clusters. Hover a dot to see the picture, drag a box (or lasso) to list a group and export it, "
+    "click a dot to see the pictures the network finds most like it.")
+NEIGHBOURS_HINT = ("<b>Most alike</b> <span style=\"color:#555\">(click a dot: the pictures the network finds "
+                   "closest to it, and how many of the others each is closer than)</span>")
+#: the Hovered slot before a picture is there: a neutral box, never an empty image (a broken-image icon)
+PREVIEW_PLACEHOLDER = ('<div class="artlab-preview-placeholder" style="width:{side};height:{side};'
+                       'border:1px dashed #ccc;border-radius:4px;background:#fafafa"></div>')
+
+
+def method_options(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """The layout menu: (words, method) pairs."""
+    return [(METHOD_LABELS.get(m, m), m) for m in methods]
+
+
+def column_words(column: str) -> str:
+    """A metadata column as the page names it: ``folder_2`` reads "folder level 2", others as they are."""
+    column = str(column)
+    return f"folder level {column[7:]}" if column.startswith("folder_") and column[7:].isdigit() else column
+
+
+def colour_options(columns: Sequence[str]) -> list[tuple[str, str]]:
+    """The "colour by" menu: (words, column) pairs (:func:`column_words`)."""
+    return [(column_words(c), c) for c in columns]
 PALETTE = (  # plotly's Dark24, then Light24's first entries: distinguishable on white
     "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B",
     "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1",
@@ -94,7 +128,7 @@ def colour_points(fig: go.FigureWidget, colouring: Colouring) -> None:
             points.marker.colorscale = "Viridis"
             points.marker.cmin, points.marker.cmax = float(numbers.min()), float(numbers.max())
             points.marker.showscale = True
-            points.marker.colorbar = {"title": {"text": colouring.column}, "thickness": 12}
+            points.marker.colorbar = {"title": {"text": column_words(colouring.column)}, "thickness": 12}
             for trace in fig.data[3:]:
                 trace.visible = False
             fig.layout.showlegend = False
@@ -111,7 +145,7 @@ def colour_points(fig: go.FigureWidget, colouring: Colouring) -> None:
                 trace.name = f"{colouring.names[k]} ({colouring.sizes[k]:,})"
                 trace.marker.color = colours[k]
         fig.layout.showlegend = True
-        fig.layout.legend.title = {"text": colouring.column}
+        fig.layout.legend.title = {"text": column_words(colouring.column)}
 
 
 def move_points(fig: go.FigureWidget, xyz: np.ndarray, neighbours: Sequence[int], query: int | None) -> None:
@@ -146,20 +180,35 @@ def _place(trace, xyz: np.ndarray) -> None:
 
 # ---------------------------------------------------------------------------------------------- texts
 def map_title(name: str, n: int, shown: str, waiting_for: str | None, embeddings) -> str:
-    """The figure's title: collection, size, the layout ``shown`` (and the one ``waiting_for``), layer, model."""
+    """The figure's title: collection, size, the layout ``shown`` (and the one ``waiting_for``) and the network
+    (in red for random weights); the layer and pooling are details, left to the page's details."""
     what = METHOD_TITLES.get(shown, shown) + (f" (until {METHOD_TITLES[waiting_for]} is ready)" if waiting_for else "")
-    layer = " · ".join(str(x) for x in (getattr(embeddings, "layer", ""), getattr(embeddings, "pooling", "")) if x)
     label = html.escape(embeddings.model_label)
     if not getattr(embeddings, "pretrained", False):
         label = f'<span style="color:{RED}">{label} — random weights</span>'
-    return f"{html.escape(str(name))} · {n:,} images · {what} · {html.escape(layer)} · {label}"
+    return f"{html.escape(str(name))} · {n:,} images · {what} · {label}"
+
+
+def neighbour_grid_html(store: ThumbnailStore, query: int, found: pd.DataFrame) -> str:
+    """The clicked picture, then its neighbours (``found``: :func:`artlab.embed.nearest`'s table), each captioned
+    with its rank and the share of the collection it is closer than (the centred similarity in its tooltip)."""
+    captions = [f'<div style="white-space:normal" title="similarity {float(r["similarity"]):.2f} (0: as alike as '
+                f'two pictures here are on average; 1: the same)">#{int(r["rank"])} · closer than '
+                f'{float(r["closer_than"]):.0f}% of the others</div>{html.escape(short_name(r["path"]))}'
+                for _, r in found.iterrows()]
+    head = thumbnail_grid_html(store, [query], [f"<b>clicked</b><br>{html.escape(short_name(store.paths[query]))}"],
+                               side=store.side)
+    rest = thumbnail_grid_html(store, found["index"].astype(int).tolist() if len(found) else [], captions,
+                               side=store.side)
+    return (f'<div style="display:flex;gap:16px;align-items:flex-start">{head}'
+            f'<div style="border-left:1px solid #ccc;padding-left:12px">{rest}</div></div>')
 
 
 def hover_caption(row: pd.Series, missing: str | None = None) -> str:
     """A hovered image's caption: its short name, every non-empty metadata value, the full path; ``missing``
     says why there is no preview (None when there is one)."""
     lines = [f"<b>{html.escape(short_name(row['path']))}</b>"]
-    lines += [f"{html.escape(str(c))}: {html.escape(str(v))}" for c, v in row.items()
+    lines += [f"{html.escape(column_words(c))}: {html.escape(str(v))}" for c, v in row.items()
               if c != "path" and pd.notna(v) and str(v) != ""]
     if missing:
         lines.append(f'<i style="color:#777">{missing}</i>')

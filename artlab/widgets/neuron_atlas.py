@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from artlab.explain import CAM_METHODS, ChannelIndex, cam_overlay, channel, channel_index, grad_cam, invert, visualize
-from artlab.images import ensure_image_batch, save_image
+from artlab.images import ensure_image_batch, result_metadata, save_image
 from artlab.models import Backbone, best_backbone, features
 from artlab.predict import imagenet_categories
 
@@ -131,7 +131,8 @@ class NeuronAtlas(W.VBox):
         self.cam_button.on_click(lambda _b: guarded(self.show_cam, self.cam_note))
         self.cam_method.observe(lambda _c: self.cam is None or guarded(self.show_cam, self.cam_note), names="value")
 
-        patches = [W.VBox([W.HTML(f"<b>top {html.escape(d)} patches</b>"), self.patches[d], self.patch_notes[d]])
+        patches = [W.VBox([W.HTML(f"<b>top {html.escape(d)} patches</b>"), self.patches[d], self.patch_notes[d]],
+                          layout=W.Layout(margin="0 24px 0 0"))  # a gutter: one domain's strip ran into the next
                    for d in self.domains]
         super().__init__([
             model_badge(self.model),
@@ -164,7 +165,8 @@ class NeuronAtlas(W.VBox):
         layer = layer or self.layer.value
         if layer not in self.indexes:
             self.status.value = f"indexing {html.escape(layer)} over {len(self.collection)} images …"
-            self.indexes[layer] = channel_index(self.model, self.collection, layer, size=self.size, cache=self.cache)
+            self.indexes[layer] = channel_index(self.model, self.collection, layer, size=self.size, cache=self.cache,
+                                                progress=False)  # the status line shows progress
             self.status.value = ""
         return self.indexes[layer]
 
@@ -217,7 +219,7 @@ class NeuronAtlas(W.VBox):
     def start_visualisation(self, *, block: bool = False) -> bool:
         """Optimise an image that excites the selected channel (background thread; ``block`` runs it here)."""
         run = visualize(self.model, channel(self.layer.value, self.channel.value), size=self.vis_size,
-                        steps=self.steps.value, preview_every=min(16, max(1, self.steps.value // 8)))
+                        steps=self.steps.value, preview_every=min(16, max(1, self.steps.value // 8)), progress=False)
         title = f"{self.layer.value} · channel {self.channel.value}"
 
         def job() -> None:
@@ -252,7 +254,7 @@ class NeuronAtlas(W.VBox):
             try:
                 for layer in self.layers:
                     self.strip_note.value = f"inverting {html.escape(name)} from {html.escape(layer)} …"
-                    run = invert(self.model, image, layer, steps=steps)
+                    run = invert(self.model, image, layer, steps=steps, progress=False)
                     try:
                         for _ in run:
                             if self.worker.stopping:
@@ -295,6 +297,7 @@ class NeuronAtlas(W.VBox):
         if self.visualisation is None:
             raise ValueError("nothing to save yet: press Visualise first")
         path = free_name(self.output_dir.value, f"{self.layer.value}-ch{self.channel.value}", ".png")
-        save_image(self.visualisation, path)
+        save_image(self.visualisation, path, metadata=result_metadata(
+            self.model.label, kind="feature visualisation", settings={"layer": self.layer.value, "channel": self.channel.value}))
         self.status.value = f"saved {html.escape(str(path))}"
         return str(path)

@@ -24,7 +24,7 @@ from artlab.runs import Progress
 
 from .kit import BackgroundRun
 
-__all__ = ["ThumbnailStore", "neighbours_html", "short_name", "short_names", "thumbnail_bytes", "thumbnail_grid_html"]
+__all__ = ["ThumbnailStore", "short_name", "short_names", "thumbnail_bytes", "thumbnail_grid_html"]
 
 #: larger images take the careful path (load_image's decompression-bomb guard)
 _FAST_MAX_PIXELS = 50_000_000
@@ -217,16 +217,3 @@ def thumbnail_grid_html(store: ThumbnailStore, indices: Sequence[int], captions:
     more = (f'<div style="color:#777;font-size:11px">showing {len(shown):,} of {len(indices):,}</div>'
             if len(shown) < len(indices) else "")
     return f'<div style="display:flex;flex-wrap:wrap;gap:4px">{"".join(cells)}</div>{more}'
-
-
-def neighbours_html(store: ThumbnailStore, query: int, found: pd.DataFrame) -> str:
-    """The query's preview, then its neighbours' (``found``: :func:`artlab.embed.nearest`'s table) with
-    rank and similarity."""
-    captions = [f"#{int(r['rank'])} · {float(r['similarity']):.3f}<br>{html.escape(short_name(r['path']))}"
-                for _, r in found.iterrows()]
-    head = thumbnail_grid_html(store, [query], [f"<b>query</b><br>{html.escape(short_name(store.paths[query]))}"],
-                               side=store.side)
-    rest = thumbnail_grid_html(store, found["index"].astype(int).tolist() if len(found) else [], captions,
-                               side=store.side)
-    return (f'<div style="display:flex;gap:16px;align-items:flex-start">{head}'
-            f'<div style="border-left:1px solid #ccc;padding-left:12px">{rest}</div></div>')

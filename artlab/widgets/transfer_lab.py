@@ -24,7 +24,7 @@ from torch import Tensor
 
 from artlab.images import as_rgb_image, load_image, save_image, thumbnail, to_png_bytes
 from artlab.models import Backbone, best_backbone
-from artlab.transfer import StyleTransfer, TransferSettings, stylize
+from artlab.transfer import StyleTransfer, TransferSettings, stylize, transfer_metadata
 from artlab.video import save_gif
 
 from .kit import (
@@ -276,10 +276,13 @@ class TransferLab(TransferControls, W.VBox):
 
     # ------------------------------------------------------------------ output
     def save_png(self) -> Path:
-        """Write the best image so far as PNG into the output folder and show the path."""
+        """Write the best image so far as PNG into the output folder (the network's label and the
+        settings in its metadata) and show the path."""
         if self.best_image is None:
             raise ValueError("nothing to save yet: press Run first")
-        path = save_image(self.best_image, free_name(self.output_dir.value, "transfer", ".png"))
+        settings = self.segments[-1]["settings"] if self.segments else self.base
+        path = save_image(self.best_image, free_name(self.output_dir.value, "transfer", ".png"),
+                          metadata=transfer_metadata(self.model, settings))
         self.saved.append(path)
         self.saved_note.value = f"saved <code>{html.escape(str(path))}</code>"
         return path

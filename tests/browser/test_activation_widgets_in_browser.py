@@ -79,7 +79,7 @@ def test_activation_explorer_mosaic_look_in_the_browser(jupyter_server, page, co
     lab.open_code_notebook(page, jupyter_server, MOSAIC, "activation_mosaics.ipynb")
 
     lab.wait_for_text(page, ".widget-html", re.compile(r"relu1_1: 8 channels, 64×64 · showing \["))
-    images = page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image")
+    images = page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image:not(.artlab-empty)")
     lab.wait_images_loaded(page, minimum=4)  # per image: the picture and its mosaic
     before = images.evaluate_all("imgs => imgs.map(i => i.src)")
     lab.select_dropdown(page, "layer", "relu3_1")

@@ -1,6 +1,9 @@
 """``artlab explore`` in a real browser: the Voilà page of a small folder shows the
 embedding progress, then the map; a box selection fills the thumbnail grid, and
-Export CSV writes it, refusing a path outside the folder chosen for it.
+Export CSV writes it, refusing a path outside the folder chosen for it. On a nested
+folder (paintings/<artist>/…, photos/<kind>/…) "colour by" offers every folder level and
+colours by the artists; the "Hovered" slot never shows a broken image; a second launch
+opens straight on the cached UMAP layout.
 
 The server is started by :func:`artlab.explore.start_server` (what the command
 runs) with private Jupyter dirs and an embedding cache under ``tmp_path``, and is
@@ -15,6 +18,7 @@ import os
 import re
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -81,29 +85,41 @@ if os.environ.get("JPY_PARENT_PID") and os.environ.get("ARTLAB_TEST_HOLD_EMBED")
 """
 
 
-@pytest.fixture()
-def explore_server(folder, tmp_path):
+def _start(folder: Path, tmp_path: Path, hold: bool = True, **options) -> explore.ExploreServer:
     """``artlab explore FOLDER --size 64`` (model "best": the bundled ImageNet EfficientNet-Lite0, since the
-    server's torch hub cache is private and empty, so no VGG-19 file is found there)."""
-    pytest.importorskip("psutil")
+    server's torch hub cache is private and empty, so no VGG-19 file is found there); ``hold``: with the
+    HOLD_EMBEDDING hook."""
     options = explore.check_options(folder, size=64, cache_dir=tmp_path / "embeddings",
-                                    csv_path=tmp_path / "selection.csv")
+                                    csv_path=tmp_path / "selection.csv", **options)
     # the user's Jupyter config and torch hub cache stay out of it
-    hook = tmp_path / "hold-hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(HOLD_EMBEDDING)
-    server_env = {"TORCH_HOME": str(tmp_path / "torch_home"), "ARTLAB_TEST_HOLD_EMBED": str(tmp_path / "release"),
-                  "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
+    server_env = {"TORCH_HOME": str(tmp_path / "torch_home")}
+    if hold:
+        hook = tmp_path / "hold-hook"
+        hook.mkdir(exist_ok=True)
+        (hook / "sitecustomize.py").write_text(HOLD_EMBEDDING)
+        server_env |= {"ARTLAB_TEST_HOLD_EMBED": str(tmp_path / "release"),
+                       "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
     env = lab.jupyter_server_env(tmp_path / "jupyter", server_env)
     server = explore.start_server(options, env=env, log=tmp_path / "voila.log", startup_timeout_s=120)
-    server.kernels = kernels = []  # the test adds the kernel processes it sees
+    server.kernels = []  # the test adds the kernel processes it sees
+    return server
+
+
+def _stop(server: explore.ExploreServer) -> None:
+    server.stop()
+    assert server.process.poll() is not None, "voila still running"
+    assert not [k for k in server.kernels if k.is_running()], "kernel processes left behind"
+    assert not server.files.directory.exists()
+
+
+@pytest.fixture()
+def explore_server(folder, tmp_path):
+    pytest.importorskip("psutil")
+    server = _start(folder, tmp_path)
     try:
         yield server
     finally:
-        server.stop()
-        assert server.process.poll() is not None, "voila still running"
-        assert not [k for k in kernels if k.is_running()], "kernel processes left behind"
-        assert not server.files.directory.exists()
+        _stop(server)
 
 
 @pytest.fixture()
@@ -141,10 +157,10 @@ def test_explore_page_embeds_then_maps_and_selection_fills_the_grid(app_page, ex
     # progress report until the test has seen this; see HOLD_EMBEDDING)
     def progress():
         state = page.evaluate(_PROGRESS_JS)
-        held = state["bar"] and re.search(r"embedding \d+ / 12 images", state["status"] or "")
+        held = state["bar"] and re.search(r"looking at the pictures: \d+ / 12", state["status"] or "")
         return state if held else None
 
-    first = _poll(progress, "the progress bar at 'embedding k / 12 images'", 120)
+    first = _poll(progress, "the progress bar at 'looking at the pictures: k / 12'", 120)
     assert page.evaluate(_PLOT_STATE_JS) is None, "a map was already there"
     print(f"[timing] progress shown after {time.monotonic() - t0:.1f}s: {first['status']!r}")
     (tmp_path / "release").touch()  # let the held embedding go on
@@ -167,14 +183,15 @@ def test_explore_page_embeds_then_maps_and_selection_fills_the_grid(app_page, ex
     plot = _poll(final_layout, "the map in its UMAP layout", 180)
     print(f"[timing] UMAP layout after {time.monotonic() - t0:.1f}s")
     final = page.evaluate(_PROGRESS_JS)
-    assert not final["bar"] and re.search(r"12 images embedded \(12 computed", final["status"]), final
+    assert not final["bar"] and "12 pictures: all looked at now" in final["status"], final
 
     # the model label is visible and not red: a trained network, with a note on how to get VGG-19
     labels = page.locator(f"span:has-text('{LABEL}'):visible")
     assert labels.count() >= 1
     assert labels.first.evaluate("e => getComputedStyle(e).backgroundColor") != "rgb(192, 57, 43)"
     assert page.locator(f"text={RED_LABEL}").count() == 0
-    assert page.locator("text=/artlab weights download vgg19/").count() >= 1
+    how = page.locator("text=/artlab weights download vgg19/")
+    assert how.count() >= 1 and not how.first.is_visible()  # in the closed Details (opened at the end)
     # no code anywhere in the page (Voilà strips the cell's source)
     text = page.locator("body").inner_text()
     assert "CuratorApp(" not in text and "from artlab" not in text
@@ -210,4 +227,140 @@ def test_explore_page_embeds_then_maps_and_selection_fills_the_grid(app_page, ex
     _poll(lambda: page.locator("text=/saved 12 rows to/").count(), "the export's confirmation", 30)
     assert len((tmp_path / "picked.csv").read_text().splitlines()) == 13  # a header and the 12 rows
 
+    # which network was chosen and how to get VGG-19: in the Details disclosure, shown when opened
+    page.locator(".artlab-details .jupyter-widget-Collapse-header").click()
+    how.first.wait_for(state="visible", timeout=10_000)
+    how.first.scroll_into_view_if_needed()
+    page.screenshot(path=str(_shots(tmp_path) / "curator_details.png"))
+
+    assert console_errors == []
+
+
+# ------------------------------------------------------------------------------------ a nested folder
+
+#: the nested folder's painting "artists" (sample-corpus styles renamed) and photo kinds
+ARTISTS = {"brush": "van_gogh", "pointillism": "seurat", "kmeans": "matisse"}
+
+#: visible <img> elements that show nothing (a broken-image icon): no source, or loaded with naturalWidth 0
+_BROKEN_IMAGES_JS = """() => Array.from(document.querySelectorAll('.artlab-curator-app img')).filter(img => {
+  const box = img.getBoundingClientRect();
+  const visible = img.offsetParent !== null && box.width > 0 && box.height > 0;
+  return visible && (!img.getAttribute('src') || (img.complete && img.naturalWidth === 0));
+}).map(img => (img.getAttribute('src') || '(no src)').slice(0, 40))"""
+
+_POINT_PIXEL_JS = """i => { const gd = document.querySelector('.js-plotly-plot'); const L = gd._fullLayout;
+  const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+  return [box.left + L.xaxis.l2p(gd._fullData[0].x[i]), box.top + L.yaxis.l2p(gd._fullData[0].y[i])]; }"""
+
+_LEGEND_JS = """() => {
+  const gd = document.querySelector('.js-plotly-plot');
+  return gd ? Array.from(gd.querySelectorAll('.legend .legendtext')).map(t => t.textContent) : [];
+}"""
+
+
+@pytest.fixture()
+def nested_folder(tmp_path, corpus):
+    """paintings/<artist>/x.png (three artists) and photos/<kind>/y.png, plus one photo straight in photos/
+    (a missing second level): 13 images."""
+    root = tmp_path / "nested"
+    items = [i for style in ARTISTS for i in corpus.subset(style=style).items[:3]] + corpus.subset(style="photo").items
+    for k, item in enumerate(items[:13]):
+        if item.label in ARTISTS:
+            target = root / "paintings" / ARTISTS[item.label] / item.path.name
+        else:
+            target = root / "photos" / ("" if k == 12 else "portraits" if k % 2 else "landscapes") / item.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(item.path, target)
+    return root
+
+
+def _shots(tmp_path: Path) -> Path:
+    """Where screenshots go: $ARTLAB_TEST_SHOTS when set (to look at them), else the test's tmp_path."""
+    return Path(os.environ.get("ARTLAB_TEST_SHOTS") or tmp_path)
+
+
+def _wait_for_umap_map(page, n: int, t0: float, what: str) -> tuple[dict, float]:
+    """Poll until the map shows n points in its UMAP layout; (plot state, seconds since t0); also whether a
+    layout other than UMAP was ever seen on the way (``plot["saw_other"]``)."""
+    seen_other = False
+    deadline = time.monotonic() + 240
+    while True:
+        plot = page.evaluate(_PLOT_STATE_JS)
+        if plot and plot["points"] == n and plot["canvases"]:
+            if " UMAP " in plot["title"] and "until" not in plot["title"] and plot["dragbox"]:
+                plot["saw_other"] = seen_other
+                return plot, time.monotonic() - t0
+            seen_other = True
+        if time.monotonic() > deadline:
+            raise lab.LabTimeout(f"{what}: the UMAP map of {n} points not seen")
+        time.sleep(0.05)
+
+
+def test_nested_folder_colours_by_a_chosen_level_and_a_relaunch_opens_on_the_cached_map(
+        browser, nested_folder, tmp_path, console_errors, request):
+    import psutil
+
+    shots = _shots(tmp_path)
+    timings = {}
+    for launch in ("first", "second"):
+        server = _start(nested_folder, tmp_path, hold=False)
+        try:
+            with lab.browser_page(browser, console_errors, request, tmp_path,
+                                  lambda s=server: s.log_tail(40)) as page:
+                t0 = time.monotonic()
+                page.goto(server.url, wait_until="domcontentloaded", timeout=180_000)
+                server.kernels += psutil.Process(server.process.pid).children(recursive=True)
+                plot, seconds = _wait_for_umap_map(page, 13, t0, launch)
+                timings[launch] = seconds
+                print(f"[timing] {launch} launch: the UMAP map on screen {seconds:.1f}s after the page was "
+                      f"requested (a PCA layout shown first: {plot['saw_other']})")
+                # the Hovered slot shows no broken image, before anything is hovered (nor anywhere else)
+                assert page.evaluate(_BROKEN_IMAGES_JS) == []
+                assert page.locator(".artlab-preview-placeholder").first.is_visible()
+                assert page.locator("text=How to read this map").first.is_visible()
+                if launch == "second":
+                    # the layout came from the cache: no PCA stand-in, no compiling (checked via the status)
+                    assert not plot["saw_other"], "the second launch waited for UMAP"
+                    page.screenshot(path=str(shots / "curator_relaunch.png"), full_page=True)
+                    continue
+                page.screenshot(path=str(shots / "curator_nested_level1.png"), full_page=True)
+                # "colour by" offers every folder level; choosing level 2 colours by the artists
+                colour = page.locator(".artlab-curator-app .widget-dropdown",
+                                      has=page.locator("label", has_text="colour by")).locator("select")
+                # (ipywidgets writes an option's spaces as no-break spaces)
+                options = [o.replace("\xa0", " ") for o in colour.evaluate("s => Array.from(s.options).map(o => o.text)")]
+                assert {"label", "folder level 1", "folder level 2"} <= set(options), options
+                colour.select_option(index=options.index("folder level 2"))
+
+                legend = []
+
+                def artists_in_legend(legend=legend):
+                    legend[:] = page.evaluate(_LEGEND_JS)
+                    names = {t.replace("\xa0", " ").split(" (")[0] for t in legend}
+                    return names if set(ARTISTS.values()) <= names else None
+
+                try:
+                    names = _poll(artists_in_legend, "the artists' names in the legend", 30)
+                except lab.LabTimeout:
+                    print(f"[legend] {legend}; select: {colour.evaluate('s => s.value')}")
+                    raise
+                assert {"landscapes", "portraits", "(none)"} <= names, names  # the photos' level 2, one missing
+                # hover a point: its picture replaces the neutral box, and it has loaded
+                page.mouse.move(*page.evaluate(_POINT_PIXEL_JS, 0))
+                page.wait_for_function("() => { const i = document.querySelector('.artlab-curator-app "
+                                       "img.widget-image'); return i && i.offsetParent !== null && i.complete "
+                                       "&& i.naturalWidth > 0; }", timeout=30_000)
+                assert not page.locator(".artlab-preview-placeholder").first.is_visible()
+                # click it: the pictures most alike, scored in words
+                page.mouse.down()
+                page.mouse.up()
+                _poll(lambda: page.locator("text=/closer than \\d+% of the others/").count(),
+                      "the neighbours with their scores", 30)
+                assert page.evaluate(_BROKEN_IMAGES_JS) == []
+                page.screenshot(path=str(shots / "curator_nested_level2.png"), full_page=True)
+                page.locator("text=Most alike").first.scroll_into_view_if_needed()
+                page.screenshot(path=str(shots / "curator_neighbours.png"))
+        finally:
+            _stop(server)
+    print(f"[timing] first launch {timings['first']:.1f}s, second {timings['second']:.1f}s")
     assert console_errors == []

@@ -104,6 +104,14 @@ def _click_at(page, x: float, y: float) -> None:
     page.mouse.up()
 
 
+#: visible <img> elements that show nothing (a broken-image icon): naturalWidth 0 once loaded, or no source
+BROKEN_IMAGES_JS = """panel => Array.from(document.querySelectorAll(panel + ' img')).filter(img => {
+  const box = img.getBoundingClientRect();
+  const visible = img.offsetParent !== null && box.width > 0 && box.height > 0;
+  return visible && (!img.getAttribute('src') || (img.complete && img.naturalWidth === 0));
+}).map(img => (img.getAttribute('src') || '(no src)').slice(0, 40))"""
+
+
 @pytest.mark.timeout(300)
 def test_embedding_map_and_classifier_in_the_browser(jupyter_server, page, console_errors, tmp_path):
     lab.open_code_notebook(page, jupyter_server, [CORPUS_MAP, CLASSIFIER], "embedding_map.ipynb",
@@ -119,6 +127,8 @@ def test_embedding_map_and_classifier_in_the_browser(jupyter_server, page, conso
     assert page.evaluate("sel => document.querySelector(sel)._fullData[0].type",
                          f"{lab.NOTEBOOK_PANEL} .js-plotly-plot") == "scattergl"
 
+    # before any hover the "Hovered" slot is a neutral box: no visible broken (empty) image anywhere
+    assert page.evaluate(BROKEN_IMAGES_JS, lab.NOTEBOOK_PANEL) == []
     # hovering a point puts its thumbnail beside the map
     x, y = _point_pixel(page, 5)
     page.mouse.move(x, y)
@@ -161,7 +171,8 @@ def test_embedding_map_and_classifier_in_the_browser(jupyter_server, page, conso
     lab.wait_for_text(page, ".widget-html", re.compile(r"Selection: 0 image\(s\)"), timeout_s=30)
     plot.scroll_into_view_if_needed()
     _click_at(page, *_point_pixel(page, 5))
-    lab.wait_for_text(page, ".widget-html", re.compile(r"query\s*" + re.escape(name)), timeout_s=30)
+    lab.wait_for_text(page, ".widget-html", re.compile(r"clicked\s*" + re.escape(name)), timeout_s=30)
+    lab.wait_for_text(page, ".widget-html", re.compile(r"#1 · closer than \d+% of the others"), timeout_s=30)
 
     # the confusion heatmap renders; clicking a cell lists that cell's images with their paths
     heat = _plot(page, 1)

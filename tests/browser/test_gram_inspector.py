@@ -42,7 +42,8 @@ def test_gram_inspector_in_the_browser(jupyter_server, page, console_errors, tmp
     lab.click_button(page, "Synthesise texture")
     lab.wait_for_text(page, ".widget-html", re.compile(r"step \d+/100000"), timeout_s=60)
     preview = page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image").last
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=preview.element_handle(),
+    page.wait_for_function("img => !img.classList.contains('artlab-empty') && img.complete && img.naturalWidth > 0",
+                           arg=preview.element_handle(),
                            timeout=60_000)
     lab.click_button(page, "Stop")
     status = lab.wait_for_text(page, ".widget-html", re.compile(r"stopped"), timeout_s=60)

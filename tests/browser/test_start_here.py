@@ -37,7 +37,7 @@ def test_start_here_runs_clean(jupyter_server, page, console_errors, tmp_path):
 
     # The feature-map explorer (ActivationExplorer, mosaic look) at the end of the notebook, driven like a user would.
     lab.wait_widgets_rendered(page, minimum=1)
-    maps = page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image")
+    maps = page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image:not(.artlab-empty)")
     before = maps.evaluate_all("imgs => imgs.map(i => i.src)")
     # The network is the best on this machine (VGG-19 when its file is cached, else the bundled
     # EfficientNet-Lite0); the viewer starts at its first layer, and the note says which network it is.

@@ -30,7 +30,7 @@ view = ProjectionView(G, generate(G, seeds=[21], c=2), steps=1000, perceptual="l
 """ + lab.hold_after_code("G.synthesis", "view.stop_button", after=10) + """
 view"""
 
-IMAGES = f"{lab.NOTEBOOK_PANEL} img.widget-image"
+IMAGES = f"{lab.NOTEBOOK_PANEL} img.widget-image:not(.artlab-empty)"
 
 
 def _src(page, index: int = 0) -> str:

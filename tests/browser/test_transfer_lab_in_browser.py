@@ -30,7 +30,7 @@ transfer_lab"""
 
 
 def _preview_src(page) -> str:
-    return page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image").first.get_attribute("src") or ""
+    return page.locator(f"{lab.NOTEBOOK_PANEL} img.widget-image:not(.artlab-empty)").first.get_attribute("src") or ""
 
 
 @pytest.mark.timeout(420)  # generous: the shared 2-core machine can be very busy
@@ -45,7 +45,7 @@ def test_transfer_lab_in_the_browser(jupyter_server, page, console_errors, tmp_p
     page.wait_for_function(
         "([sel, before]) => { const img = document.querySelector(sel);"
         " return img && img.src !== before && img.complete && img.naturalWidth > 0; }",
-        arg=[f"{lab.NOTEBOOK_PANEL} img.widget-image", before], timeout=60_000)
+        arg=[f"{lab.NOTEBOOK_PANEL} img.widget-image:not(.artlab-empty)", before], timeout=60_000)
     # the loss curves grew a line
     page.wait_for_function(
         "sel => Array.from(document.querySelectorAll(sel)).some(p => (p.getAttribute('d') || '').length > 20)",
